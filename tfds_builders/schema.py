@@ -5,41 +5,35 @@ same features, so every tf.data pipeline, training stage and evaluation reads th
 
 One example = one scene image:
 
-| key                     | type                          | meaning                                        |
-|-------------------------|-------------------------------|------------------------------------------------|
-| `image`                 | uint8 (H, W, 3), JPEG          | the full scene                                 |
-| `image/filename`        | str                           | file name as the release names it (the key    |
-|                         |                               | that predictions files and protocols use)     |
-| `protocol_index`        | int32                         | position in the split's original (protocol)    |
-|                         |                               | order; TFDS shuffles examples on disk          |
-| `camera_id`             | int32                         | camera, or -1 (`UNKNOWN_CAMERA`)               |
-| `objects/bbox`          | (K, 4) float32 BBoxFeature    | ymin, xmin, ymax, xmax normalised to [0, 1],   |
-|                         |                               | clipped to the image                           |
-| `objects/box`           | (K, 4) float64                | x1, y1, x2, y2 in original pixels, exactly as  |
-|                         |                               | annotated (may leave the image)                |
-| `objects/person_id`     | (K,) int64                    | identity, or -1 (`NO_IDENTITY`)                |
-| `objects/ignore`        | (K,) bool                     | ignore region (crowd, MOT classes 2/7/8/12):   |
-|                         |                               | gives no detection loss                        |
-| `query/...`             | see below                     | only meaningful in `query` splits              |
+- `image`: uint8 (H, W, 3), stored as JPEG; the full scene.
+- `image/filename`: the file name as the release names it; the key that predictions files and
+  protocols use.
+- `protocol_index`: int32, the example's position in the split's original (protocol) order;
+  TFDS shuffles examples on disk, so sort by it.
+- `camera_id`: int32, the camera, or -1 (`UNKNOWN_CAMERA`).
+- `objects/bbox`: (K, 4) float32 `BBoxFeature`: ymin, xmin, ymax, xmax normalised to [0, 1] and
+  clipped to the image.
+- `objects/box`: (K, 4) float64 x1, y1, x2, y2 in original pixels exactly as annotated (may leave
+  the image).
+- `objects/person_id`: (K,) int64 identity, or -1 (`NO_IDENTITY`).
+- `objects/ignore`: (K,) bool, an ignore region (crowd, MOT classes 2/7/8/12): no detection loss.
+- `query/...`: only meaningful in `query` splits (below).
 
-Query splits hold one example per query, in any on-disk order; `protocol_index` is the query's
-index in the protocol order (CUHK-SYSU: TestG order; PRW: query_info.txt order), which is the order
-of `query_embeddings` in a predictions file. The image fields describe the query's scene image.
+Query splits hold one example per query; `protocol_index` is the query's index in the protocol
+order (CUHK-SYSU: TestG order; PRW: query_info.txt order), the order of `query_embeddings` in a
+predictions file. The image fields describe the query's scene image.
 
-| key                            | type             | meaning                                          |
-|--------------------------------|------------------|--------------------------------------------------|
-| `query/box`                    | (4,) float64     | query box, x1, y1, x2, y2 original pixels        |
-| `query/bbox`                   | (4,) BBoxFeature | the same box normalised and clipped              |
-| `query/person_id`              | int64            | the query's identity                             |
-| `query/gallery_sizes`          | (S,) int32       | protocol gallery sizes (CUHK-SYSU style: 50,     |
-|                                |                  | 100, ...); empty = the whole gallery split (PRW) |
-| `query/gallery_lengths`        | (S,) int32       | number of entries of each list (normally = size) |
-| `query/gallery_image_index`    | (sum lengths,)   | the entries of every gallery list, concatenated  |
-|                                | int32            | in `gallery_sizes` order, each the gallery       |
-|                                |                  | split's `protocol_index` of the image            |
-| `query/gallery_positive_entry` | (P,) int32       | positions in `gallery_image_index` of the        |
-|                                |                  | entries that contain the query person            |
-| `query/gallery_positive_box`   | (P, 4) float64   | their boxes, x1, y1, x2, y2 original pixels      |
+- `query/box`: (4,) float64 query box, x1, y1, x2, y2 original pixels; `query/bbox` the same
+  normalised and clipped.
+- `query/person_id`: int64, the query's identity.
+- `query/gallery_sizes`: (S,) int32 protocol gallery sizes (CUHK-SYSU style: 50, 100, ...);
+  empty = the gallery is the whole gallery split (PRW style).
+- `query/gallery_lengths`: (S,) int32, the number of entries of each list (normally = size).
+- `query/gallery_image_index`: (sum of lengths,) int32, the entries of every list concatenated in
+  `gallery_sizes` order, each the gallery split's `protocol_index` of the image.
+- `query/gallery_positive_entry`: (P,) int32 positions in `gallery_image_index` of the entries
+  that contain the query person; `query/gallery_positive_box`: (P, 4) float64 their boxes, x1,
+  y1, x2, y2 original pixels.
 
 Gallery lists keep the protocol's entries exactly (duplicates and the query's own image included);
 they are stored as indices, not names, because CUHK-SYSU has 2,900 queries x 7,650 entries. Use

@@ -31,7 +31,8 @@ def main(argv):
     builder = tfds.builder(FLAGS.dataset, data_dir=FLAGS.data_dir)
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=FLAGS.manual_dir))
-    dataset = builder.as_dataset(split=FLAGS.split, shuffle_files=False)
+    dataset = builder.as_dataset(split=FLAGS.split, shuffle_files=False,
+                                 read_config=tfds.ReadConfig(try_autocache=False))
     examples = list(tfds.as_numpy(dataset.take(FLAGS.num_images)))
     if not examples:
         raise app.UsageError(f'{FLAGS.dataset} split {FLAGS.split!r} has no examples')

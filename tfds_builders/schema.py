@@ -65,23 +65,31 @@ def features() -> tfds.features.FeaturesDict:
         'image/filename': tfds.features.Text(),
         'protocol_index': np.int32,
         'camera_id': np.int32,
-        'objects': tfds.features.Sequence({
-            'bbox': tfds.features.BBoxFeature(),
-            'box': tfds.features.Tensor(shape=(4,), dtype=np.float64),
-            'person_id': np.int64,
-            'ignore': np.bool_,
-        }),
+        # Per-object fields as (K, ...) tensors rather than a Sequence: TFDS stores a float64
+        # Sequence as float32, and the pixel boxes must keep the annotation's exact values.
+        'objects': {
+            'bbox': tfds.features.Sequence(tfds.features.BBoxFeature()),
+            'box': _float64_tensor((None, 4)),
+            'person_id': tfds.features.Tensor(shape=(None,), dtype=np.int64),
+            'ignore': tfds.features.Tensor(shape=(None,), dtype=np.bool_),
+        },
         'query': {
-            'box': tfds.features.Tensor(shape=(4,), dtype=np.float64),
+            'box': _float64_tensor((4,)),
             'bbox': tfds.features.BBoxFeature(),
             'person_id': np.int64,
             'gallery_sizes': tfds.features.Tensor(shape=(None,), dtype=np.int32),
             'gallery_lengths': tfds.features.Tensor(shape=(None,), dtype=np.int32),
             'gallery_image_index': tfds.features.Tensor(shape=(None,), dtype=np.int32),
             'gallery_positive_entry': tfds.features.Tensor(shape=(None,), dtype=np.int32),
-            'gallery_positive_box': tfds.features.Tensor(shape=(None, 4), dtype=np.float64),
+            'gallery_positive_box': _float64_tensor((None, 4)),
         },
     })
+
+
+def _float64_tensor(shape: tuple) -> tfds.features.Tensor:
+    """A float64 tensor stored as raw bytes: TFDS writes plain float64 features as float32."""
+    return tfds.features.Tensor(shape=shape, dtype=np.float64,
+                                encoding=tfds.features.Encoding.BYTES)
 
 
 # ----------------------------------------------------------------------------- box formats

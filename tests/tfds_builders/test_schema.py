@@ -4,6 +4,7 @@ import io
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 from PIL import Image
 
 from tfds_builders import schema
@@ -74,3 +75,19 @@ def test_query_galleries_rejects_inconsistent_lengths():
     query['gallery_lengths'] = np.array([2], np.int32)
     with pytest.raises(ValueError, match='do not add up'):
         schema.query_galleries(query)
+
+
+def test_pixel_boxes_keep_float64_precision_through_serialisation():
+    # PRW boxes are floats with 4 decimals; SeqNet truncates x + w to int32, so float32 storage
+    # could move a box by a pixel.
+    features = schema.features()
+    boxes = np.array([[30.5756, 295.5756, 30.5756 + 74.6436, 633.8045]])
+    query = schema.encode_query(boxes[0], 605, {}, 1080, 1920)
+    example = {'image': b'', 'image/filename': 'c1s1_000151.jpg', 'protocol_index': 3,
+               'camera_id': 1, 'objects': schema.encode_objects(boxes, [605], None, 1080, 1920),
+               'query': query}
+    decoded = features.deserialize_example_np(features.serialize_example(example),
+                                              decoders={'image': tfds.decode.SkipDecoding()})
+    np.testing.assert_array_equal(decoded['objects']['box'], boxes)
+    np.testing.assert_array_equal(decoded['query']['box'], boxes[0])
+    assert decoded['objects']['box'].dtype == np.float64

@@ -1,0 +1,2 @@
+"""CUHK-SYSU builder: `release` reads the .mat files, `annotations` labels them, the builder writes
+the shared schema."""

@@ -1,0 +1,103 @@
+"""ResNet-50 split into the shared trunk (C1 up to C2, C3 or C4) and the rest of its stages.
+
+The variants of the paper: J2 shares C1-C2 with the re-ID branch, J3 C1-C3, J4 C1-C4. The trunk
+is one Keras model, computed once per image and used by both the detection branch and the re-ID
+branch. Both parts are built from `tf.keras.applications.ResNet50` (its layer names identify the
+stage outputs), so ImageNet weights and Keras weight files load as usual.
+
+Inputs are float32 RGB images with values in [0, 255]; the trunk applies ResNet-50's own
+preprocessing (`tf.keras.applications.resnet50.preprocess_input`).
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+from absl import logging
+
+# Output layer of each ResNet-50 stage: C2 stride 4 (256 ch), C3 stride 8 (512), C4 stride 16
+# (1024), C5 stride 32 (2048).
+STAGE_OUTPUTS = {2: 'conv2_block3_out', 3: 'conv3_block4_out', 4: 'conv4_block6_out',
+                 5: 'conv5_block3_out'}
+STAGE_CHANNELS = {2: 256, 3: 512, 4: 1024, 5: 2048}
+VARIANTS = {'J2': 2, 'J3': 3, 'J4': 4}
+
+
+def shared_level(variant: str) -> int:
+    """The last stage the trunk of `variant` ('J2', 'J3', 'J4') shares."""
+    if variant not in VARIANTS:
+        raise ValueError(f'unknown variant {variant!r}; choose one of {sorted(VARIANTS)}')
+    return VARIANTS[variant]
+
+
+class ResNetPreprocess(tf.keras.layers.Layer):
+    """[0, 255] RGB to what ResNet-50 was trained on (BGR, ImageNet mean subtracted)."""
+
+    def call(self, images):
+        return tf.keras.applications.resnet50.preprocess_input(tf.cast(images, tf.float32))
+
+
+def resnet50(weights: str = 'none', freeze_batch_norm: bool = False) -> tf.keras.Model:
+    """A ResNet-50 without its classifier, on images of any size.
+
+    Args:
+        weights: 'none' (random), 'imagenet' (Keras downloads them once into ~/.keras), or the
+            path of a Keras weights file of `tf.keras.applications.ResNet50(include_top=False)`.
+        freeze_batch_norm: run every BatchNormalization layer in inference mode with fixed
+            parameters, as detectors fine-tuned from pretrained weights with small batches do.
+
+    Raises:
+        FileNotFoundError: `weights` is a path that does not exist.
+        ValueError: the weights file does not fit ResNet-50.
+        RuntimeError: ImageNet weights could not be downloaded.
+    """
+    keras_weights = None
+    if weights == 'imagenet':
+        keras_weights = 'imagenet'
+    elif weights not in ('none', None, ''):
+        if not os.path.exists(weights) and not os.path.exists(weights + '.index'):
+            raise FileNotFoundError(f'backbone weights file {weights} does not exist (expected '
+                                    "'none', 'imagenet' or the path of ResNet-50 weights)")
+    try:
+        model = tf.keras.applications.ResNet50(include_top=False, weights=keras_weights,
+                                               input_shape=(None, None, 3))
+    except Exception as error:   # network errors come in several types
+        if keras_weights is None:
+            raise
+        raise RuntimeError('could not download the ImageNet ResNet-50 weights (no network?); '
+                           'pass --weights=none or the path of a local weights file') from error
+    if keras_weights is None and weights not in ('none', None, ''):
+        try:
+            model.load_weights(weights)
+        except (ValueError, tf.errors.OpError) as error:
+            raise ValueError(f'{weights}: not ResNet-50 (include_top=False) weights: {error}') \
+                from error
+        logging.info('loaded ResNet-50 weights from %s', weights)
+    if freeze_batch_norm:
+        for layer in model.layers:
+            if isinstance(layer, tf.keras.layers.BatchNormalization):
+                layer.trainable = False
+    return model
+
+
+def split_resnet50(variant: str, weights: str = 'none', freeze_batch_norm: bool = False
+                   ) -> tuple[tf.keras.Model, tf.keras.Model]:
+    """ResNet-50 cut after the shared stage of `variant`.
+
+    Returns:
+        trunk: images (B, H, W, 3) in [0, 255] -> {'C2', ..., 'C<k>'} (k = shared level); the
+            last one is the shared feature map.
+        rest: C<k> -> {'C<k+1>', ..., 'C5'}, the detection branch's own ResNet stages.
+        Together they hold exactly the layers (and weights) of one ResNet-50.
+    """
+    level = shared_level(variant)
+    full = resnet50(weights, freeze_batch_norm)
+    stage = {k: full.get_layer(name).output for k, name in STAGE_OUTPUTS.items()}
+    images = tf.keras.Input(shape=(None, None, 3), name='images')
+    preprocessed = ResNetPreprocess(name='resnet_preprocess')(images)
+    resnet_to_shared = tf.keras.Model(full.input, {f'C{k}': stage[k] for k in range(2, level + 1)})
+    trunk = tf.keras.Model(images, resnet_to_shared(preprocessed), name=f'trunk_{variant}')
+    rest = tf.keras.Model(stage[level], {f'C{k}': stage[k] for k in range(level + 1, 6)},
+                          name=f'resnet_rest_{variant}')
+    return trunk, rest

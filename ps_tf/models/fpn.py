@@ -13,8 +13,9 @@ class FeaturePyramid(tf.keras.layers.Layer):
         super().__init__(**kwargs)
         self.filters = filters
         conv = tf.keras.layers.Conv2D
-        self.lateral = {k: conv(filters, 1, name=f'lateral_c{k}') for k in (3, 4, 5)}
-        self.output_conv = {k: conv(filters, 3, padding='same', name=f'output_p{k}')
+        # String keys: checkpoints cannot track dicts with int keys.
+        self.lateral = {f'C{k}': conv(filters, 1, name=f'lateral_c{k}') for k in (3, 4, 5)}
+        self.output_conv = {f'P{k}': conv(filters, 3, padding='same', name=f'output_p{k}')
                             for k in (3, 4, 5)}
         self.p6 = conv(filters, 3, strides=2, padding='same', name='p6')
         self.p7 = conv(filters, 3, strides=2, padding='same', name='p7')
@@ -26,15 +27,15 @@ class FeaturePyramid(tf.keras.layers.Layer):
         return up[:, :tf.shape(like)[1], :tf.shape(like)[2], :]
 
     def call(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        p5 = self.lateral[5](features['C5'])
-        p4 = self.lateral[4](features['C4'])
+        p5 = self.lateral['C5'](features['C5'])
+        p4 = self.lateral['C4'](features['C4'])
         p4 = p4 + self._upsample_to(p5, p4)
-        p3 = self.lateral[3](features['C3'])
+        p3 = self.lateral['C3'](features['C3'])
         p3 = p3 + self._upsample_to(p4, p3)
         p6 = self.p6(features['C5'])
         p7 = self.p7(tf.nn.relu(p6))
-        return {'P3': self.output_conv[3](p3), 'P4': self.output_conv[4](p4),
-                'P5': self.output_conv[5](p5), 'P6': p6, 'P7': p7}
+        return {'P3': self.output_conv['P3'](p3), 'P4': self.output_conv['P4'](p4),
+                'P5': self.output_conv['P5'](p5), 'P6': p6, 'P7': p7}
 
     def get_config(self):
         return {**super().get_config(), 'filters': self.filters}

@@ -28,16 +28,19 @@ not identity-balanced, and collecting K samples per identity while streaming hol
 open readers. Instead the writer records each record's byte offset and length in a per-shard index
 (`ps_tf.training.pooled_index`), and the pipeline is
 
-    sampler (Python generator, record ids (P*K,) int64 per batch)
-      -> map: read those P*K records by seek + read (`RecordReader`; parallel, deterministic)
-      -> map: `parse_pooled_example` on the batch (decode float16 -> float32)
+    sampler (Python generator: record ids (P*K,) int64 per batch; computing them is cheap)
+      -> map (parallel, deterministic): read those P*K records by seek + read (`RecordReader`),
+         then `parse_pooled_example` on the batch (float16 bytes -> float32 (P*K, h, w, c))
       -> prefetch
 
 so memory holds the index (24 bytes per record, plus the per-identity counts) and at most
-`num_parallel_reads + prefetch_batches` batches of P x K features (stored and float32 copies), and
-nothing else that depends on the dataset's size. Each batch costs P x K random reads of one record
-each (0.25-1 MiB for J4-J2 in float16): efficient on local disks and the page cache; on object
-stores raise `num_parallel_reads`.
+`num_parallel_reads + prefetch_batches` batches in flight: while parsed, a batch exists as read,
+parsed, decoded and float32 (about 3 x 2 + 4 = 10 bytes per feature value with float16 storage:
+160 MiB for a J4 batch of 128, 640 MiB for J2), once parsed as float32 only (4 bytes per value);
+plus allocator slack, and nothing else that depends on the dataset's size
+(benchmarks/sampler_speed.py measures it at two sizes). Each batch costs P x K random reads of one
+record each (0.25-1 MiB for J4-J2 in float16): efficient on local disks and the page cache; on
+object stores, or to feed a fast accelerator, raise `num_parallel_reads`.
 """
 
 from __future__ import annotations
@@ -149,7 +152,7 @@ def identity_balanced_dataset(manifest: pooled_manifest.PooledManifest,
                               identities_per_batch: int = 32, samples_per_identity: int = 4,
                               seed: int = 0, start_batch: int = 0,
                               num_parallel_reads: int = 2,
-                              prefetch_batches: int = 2) -> tf.data.Dataset:
+                              prefetch_batches: int = 1) -> tf.data.Dataset:
     """Endless P x K batches of pooled features with bounded memory (design in module docstring).
 
     Check the manifest against the model first (`pooled_manifest.check_manifest`).
@@ -160,8 +163,8 @@ def identity_balanced_dataset(manifest: pooled_manifest.PooledManifest,
         samples_per_identity: K.
         seed: the sampler's seed; the batches are deterministic given it.
         start_batch: the global batch number to start at (e.g. the restored step).
-        num_parallel_reads: batches read in parallel.
-        prefetch_batches: parsed batches buffered ahead of the consumer.
+        num_parallel_reads: batches read and parsed in parallel (the map's own buffer).
+        prefetch_batches: further parsed batches buffered ahead of the consumer.
 
     Returns:
         A dataset of `(features, labels)`: float32 (P*K, h, w, c) and int32 (P*K,) global
@@ -180,22 +183,21 @@ def identity_balanced_dataset(manifest: pooled_manifest.PooledManifest,
         for labels, sample_indices in sampler.batches(start_batch):
             yield index.record_ids(labels, sample_indices)
 
-    def read(ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        serialized, labels = tf.numpy_function(lambda ids: (reader.read(ids), index.label[ids]),
-                                               [ids], (tf.string, tf.int64), stateful=False)
-        return tf.ensure_shape(serialized, [batch_size]), tf.ensure_shape(labels, [batch_size])
-
-    def parse(serialized: tf.Tensor, expected_labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        parsed = pooled_features.parse_pooled_example(serialized, manifest.pooled_shape,
-                                                      manifest.dtype)
+    def read_and_parse(ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        # One map for reading and parsing: fewer batches of intermediate tensors alive at once.
+        serialized, expected_labels = tf.numpy_function(
+            lambda ids: (reader.read(ids), index.label[ids]), [ids], (tf.string, tf.int64),
+            stateful=False)
+        parsed = pooled_features.parse_pooled_example(
+            tf.ensure_shape(serialized, [batch_size]), manifest.pooled_shape, manifest.dtype)
         check = tf.debugging.assert_equal(
             tf.cast(parsed['label'], tf.int64), expected_labels,
             message='a pooled record\'s label differs from its shard index')
         with tf.control_dependencies([check]):
-            return tf.identity(parsed['feature']), parsed['label']
+            return tf.identity(parsed['feature']), tf.identity(parsed['label'])
 
     dataset = tf.data.Dataset.from_generator(
         record_ids, output_signature=tf.TensorSpec([batch_size], tf.int64))
-    dataset = dataset.map(read, num_parallel_calls=num_parallel_reads, deterministic=True)
-    dataset = dataset.map(parse, num_parallel_calls=num_parallel_reads, deterministic=True)
+    dataset = dataset.map(read_and_parse, num_parallel_calls=num_parallel_reads,
+                          deterministic=True)
     return dataset.prefetch(prefetch_batches)

@@ -81,9 +81,9 @@ def test_seed_determinism_and_resume_from_a_batch():
 
 
 def test_invalid_settings_are_refused():
-    with pytest.raises(ValueError, match='at least P = 11 identities with >= 2 records; there '
-                                         'are 10'):
-        identity_sampler.IdentityBalancedSampler(COUNTS, 11, K)
+    with pytest.raises(ValueError, match='at least P = 12 identities with >= 2 records; there '
+                                         'are 11'):
+        identity_sampler.IdentityBalancedSampler(COUNTS, 12, K)
     with pytest.raises(ValueError, match='K'):
         identity_sampler.IdentityBalancedSampler(COUNTS, P, 1)
 
@@ -142,5 +142,4 @@ def test_sampler_memory_does_not_grow_with_the_dataset(tmp_path):
                                 check=True, capture_output=True, text=True).stdout
         growth[name] = json.loads(output.strip().splitlines()[-1])['growth_mib']
     # Holding the large dataset would add >= 128 MiB (256 MiB as float32).
-    print(growth)
     assert growth['large'] - growth['small'] < 24, growth

@@ -1,0 +1,113 @@
+"""Evaluates person search: detection AP/recall and the CUHK-SYSU or PRW search protocol.
+
+Scores a predictions file (`ps_tf/evaluation/predictions.py`; design.md §5) against the protocol
+data of a prepared TFDS dataset of the shared schema:
+
+    python evaluate.py --dataset=synthetic_person_search/default --data_dir=~/tensorflow_datasets \
+        --predictions=preds.npz --output_json=metrics.json
+    python evaluate.py --dataset=cuhk_sysu --predictions=preds.npz --gallery_sizes=100
+    python evaluate.py --dataset=prw --predictions=preds.npz --multi_view
+
+The protocol follows from the dataset (queries with gallery lists: CUHK-SYSU style, otherwise
+PRW style) unless --protocol says otherwise. Prints a table and writes JSON with one entry per
+gallery: mAP, top1, top5, top10, det_ap, det_recall (fractions in 0-1) plus the settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from absl import app
+from absl import flags
+
+FULL_SET_NAMES = ('full', 'all', '-1')
+
+flags.DEFINE_string('dataset', None, 'TFDS dataset (with config), e.g. synthetic_person_search, '
+                    'synthetic_person_search/tiny, cuhk_sysu, prw.')
+flags.DEFINE_string('data_dir', None, 'TFDS data directory (default: the TFDS default).')
+flags.DEFINE_string('predictions', None, 'Predictions file (.npz) to score.')
+flags.DEFINE_string('checkpoint', None, 'Model checkpoint to compute predictions from (model '
+                    'issues; not available yet).')
+flags.DEFINE_string('saved_model', None, 'SavedModel to compute predictions from (model issues; '
+                    'not available yet).')
+flags.DEFINE_list('gallery_sizes', [], 'CUHK-SYSU-style gallery sizes, e.g. 100 or '
+                  '50,100,500,1000,2000,4000,full. Default: every size the dataset defines, then '
+                  'the full set. Ignored by the PRW protocol.')
+flags.DEFINE_float('det_thresh', 0.5, 'Search: gallery detections with score >= this are ranked.')
+flags.DEFINE_float('detection_metric_thresh', 0.01, 'Detection AP/recall: detections with score '
+                   '>= this are scored (0.01 is what SeqNet/NAE/COAT report).')
+flags.DEFINE_boolean('dedupe_gallery', True, 'Rank an image listed twice in a gallery once '
+                     '(SeqNet/COAT) rather than once per entry (OIM/NAE).')
+flags.DEFINE_boolean('multi_view', False, 'PRW: multi-view (cross-camera) gallery, without any '
+                     'frame of the query camera.')
+flags.DEFINE_enum('protocol', 'auto', ['auto', 'cuhk_sysu', 'prw'], 'Search protocol; auto = '
+                  'cuhk_sysu when the queries carry gallery lists, else prw.')
+flags.DEFINE_enum('box_convention', 'auto', ['auto', 'truncate', 'seqnet_prw'], 'Ground-truth '
+                  'box convention; auto = seqnet_prw for PRW(-style) data, else truncate.')
+flags.DEFINE_string('output_json', None, 'Write the metrics and settings here.')
+
+FLAGS = flags.FLAGS
+
+
+def _gallery_sizes(values: list[str]) -> list[int] | None:
+    from ps_tf.evaluation import cuhk_sysu
+    if not values:
+        return None
+    sizes = []
+    for value in values:
+        if value.strip().lower() in FULL_SET_NAMES:
+            sizes.append(cuhk_sysu.FULL_SET)
+        else:
+            try:
+                sizes.append(int(value))
+            except ValueError:
+                raise app.UsageError(f'--gallery_sizes: {value!r} is neither a size nor "full"')
+    return sizes
+
+
+def run(argv_unused=None) -> list[dict]:
+    """Evaluates as the flags say; returns the result rows (also printed and written)."""
+    from ps_tf import evaluation
+
+    if FLAGS.checkpoint or FLAGS.saved_model:
+        raise app.UsageError('--checkpoint/--saved_model evaluation is wired by the model issues; '
+                             'score a predictions file with --predictions for now')
+    if not FLAGS.dataset or not FLAGS.predictions:
+        raise app.UsageError('--dataset and --predictions are required')
+    convention = None if FLAGS.box_convention == 'auto' else FLAGS.box_convention
+    protocol = evaluation.load_protocol(FLAGS.dataset, FLAGS.data_dir, box_convention=convention)
+    predictions = evaluation.read_predictions(FLAGS.predictions)
+    settings = evaluation.EvalSettings(
+        gallery_sizes=_gallery_sizes(FLAGS.gallery_sizes),
+        det_thresh=FLAGS.det_thresh,
+        detection_metric_thresh=FLAGS.detection_metric_thresh,
+        dedupe_gallery=FLAGS.dedupe_gallery,
+        multi_view=FLAGS.multi_view,
+        protocol_style=None if FLAGS.protocol == 'auto' else FLAGS.protocol,
+    )
+    rows = evaluation.evaluate_predictions(protocol, predictions, settings)
+    for row in rows:
+        row['predictions'] = os.path.abspath(FLAGS.predictions)
+        row['box_convention'] = protocol.box_convention
+    print(evaluation.format_table(rows))
+    if FLAGS.output_json:
+        directory = os.path.dirname(os.path.abspath(FLAGS.output_json))
+        os.makedirs(directory, exist_ok=True)
+        with open(FLAGS.output_json, 'w') as stream:
+            json.dump({'dataset': protocol.dataset, 'results': rows}, stream, indent=2)
+        print(f'wrote {FLAGS.output_json}')
+    return rows
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    try:
+        run()
+    except ValueError as error:   # a predictions file or setting that does not fit the dataset
+        raise app.UsageError(str(error)) from error
+
+
+if __name__ == '__main__':
+    app.run(main)

@@ -34,9 +34,8 @@ from typing import Any
 
 from absl import logging
 from etils import epath
-from PIL import Image
 
-from tfds_builders import schema
+from tfds_builders import release_files, schema
 
 IMAGE_DIR = 'images'
 ANNOTATION_DIR = 'annotations'
@@ -98,12 +97,6 @@ def _flag(entry: dict, key: str, where: str) -> bool:
     return bool(value)
 
 
-def _image_size(path: epath.Path) -> tuple[int, int]:
-    """(width, height) from the image header, without decoding the pixels."""
-    with path.open('rb') as fobj, Image.open(fobj) as image:
-        return image.size
-
-
 def _read_images(entries: Any, json_path: epath.Path,
                  image_root: epath.Path) -> dict[int, ImageRecord]:
     if not isinstance(entries, list):
@@ -129,7 +122,7 @@ def _read_images(entries: Any, json_path: epath.Path,
         path = image_root / file_name
         if not path.is_file():
             raise FileNotFoundError(f'{where}: image file {path} does not exist')
-        width, height = _image_size(path)
+        height, width = release_files.image_size(path)
         for key, actual in (('width', width), ('height', height)):
             if key in entry and entry[key] != actual:
                 raise ValueError(f'{where}: "{key}" = {entry[key]!r} but {path} is '

@@ -19,10 +19,9 @@ from typing import Any, Iterator, Sequence
 
 from absl import logging
 from etils import epath
-from PIL import Image
 import tensorflow_datasets as tfds
 
-from tfds_builders import build_checks
+from tfds_builders import build_checks, release_files
 from tfds_builders import schema
 from tfds_builders.cuhk_sysu import annotations
 from tfds_builders.cuhk_sysu import release
@@ -53,24 +52,9 @@ _TREE = """\
 """
 
 
-def image_size(path: epath.Path) -> tuple[int, int]:
-    """(height, width) of an image from its header, without decoding it."""
-    try:
-        with path.open('rb') as f:
-            width, height = Image.open(f).size
-    except (OSError, ValueError) as e:  # PIL.UnidentifiedImageError is an OSError.
-        raise ValueError(f'{path}: cannot read the image header ({e})') from e
-    return height, width
-
-
 def find_root(manual_dir: epath.PathLike) -> epath.Path:
     """`manual_dir` itself, or the release folder one level below it."""
-    manual_dir = epath.Path(manual_dir)
-    if not (manual_dir / release.IMAGES_MAT).exists():
-        for name in _ROOT_NAMES:
-            if (manual_dir / name / release.IMAGES_MAT).exists():
-                return manual_dir / name
-    return manual_dir
+    return release_files.find_release_root(manual_dir, release.IMAGES_MAT, _ROOT_NAMES)
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
@@ -160,7 +144,7 @@ are not the original release and will not load.
                                            tuple(schema.xywh_to_xyxy(box).tolist()))
                        for i, box in protocol.gallery(q)]
                 for size, protocol in protocols.items()}
-            height, width = image_size(image_dir / query.image_name)
+            height, width = release_files.image_size(image_dir / query.image_name)
             example['query'] = schema.encode_query(
                 schema.xywh_to_xyxy(query.box_xywh), annotations.test_person_id(q), galleries,
                 height, width, where=f'cuhk_sysu query {q} ({query.image_name})')
@@ -172,7 +156,7 @@ are not the original release and will not load.
         path = image_dir / image.name
         if not path.exists():
             raise FileNotFoundError(f'{path}: image listed in {release.IMAGES_MAT} not found')
-        height, width = image_size(path)
+        height, width = release_files.image_size(path)
         return {
             'image': path,
             'image/filename': image.name,

@@ -19,7 +19,8 @@ from typing import Any, Mapping
 from absl import logging
 from etils import epath
 import numpy as np
-import scipy.io
+
+from tfds_builders import release_files
 
 IMAGES_MAT = 'annotation/Images.mat'
 POOL_MAT = 'annotation/pool.mat'
@@ -108,25 +109,6 @@ class Protocol:
 # ----------------------------------------------------------------------------- low-level helpers
 
 
-def load_mat(path: epath.PathLike) -> dict[str, Any]:
-    """`scipy.io.loadmat(path)` (default arguments) through epath.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the file is not a MATLAB v5 file scipy can read.
-    """
-    path = epath.Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f'{path}: file not found')
-    try:
-        with path.open('rb') as f:
-            return scipy.io.loadmat(f)
-    except (scipy.io.matlab.MatReadError, ValueError, TypeError, NotImplementedError,
-            OSError) as e:
-        raise ValueError(f'{path}: not a MATLAB v5 .mat file that scipy.io.loadmat can read '
-                         f'({e})') from e
-
-
 def mat_variable(mat: Mapping[str, Any], key: str, path: epath.PathLike) -> np.ndarray:
     """`mat[key]`, or a `ValueError` naming the file and the keys it has."""
     if key not in mat:
@@ -189,7 +171,7 @@ def read_images(path: epath.PathLike) -> list[SceneImage]:
     Returns:
         The images in file order, every box kept (filtering is the caller's choice).
     """
-    mat = load_mat(path)
+    mat = release_files.load_mat(path)
     images, seen = [], set()
     for i, rec in enumerate(records(mat_variable(mat, 'Img', path), ('imname', 'box'),
                                     f'{path}: Img')):
@@ -209,7 +191,7 @@ def read_images(path: epath.PathLike) -> list[SceneImage]:
 
 def read_pool(path: epath.PathLike) -> list[str]:
     """Reads `annotation/pool.mat`: key 'pool', a cell (6978, 1) of image names, in order."""
-    mat = load_mat(path)
+    mat = release_files.load_mat(path)
     cell = np.asarray(mat_variable(mat, 'pool', path))
     if cell.dtype != object:
         raise ValueError(f'{path}: pool: expected a cell array of image names, got dtype '
@@ -229,7 +211,7 @@ def read_train(path: epath.PathLike) -> list[TrainIdentity]:
     Returns:
         The identities in file order (SeqNet gives identity i the person id i + 1).
     """
-    mat = load_mat(path)
+    mat = release_files.load_mat(path)
     cell = np.asarray(mat_variable(mat, 'Train', path))
     if cell.ndim != 2 or 1 not in cell.shape:
         raise ValueError(f'{path}: Train: expected shape (N, 1) or (1, N), got {cell.shape}')
@@ -288,7 +270,7 @@ def read_protocol(path: epath.PathLike, pool_index: Mapping[str, int],
             raise ValueError(f'{path}: expected a file named TestG<N>.mat')
         gallery_size = int(m.group(1))
     key = f'TestG{gallery_size}'
-    protoc = records(mat_variable(load_mat(path), key, path), ('Query', 'Gallery'),
+    protoc = records(mat_variable(release_files.load_mat(path), key, path), ('Query', 'Gallery'),
                      f'{path}: {key}')
 
     def index_of(name: str, where: str) -> int:

@@ -27,9 +27,8 @@ from typing import Any, Iterator
 import numpy as np
 from absl import logging
 from etils import epath
-from PIL import Image
 
-from tfds_builders import schema
+from tfds_builders import release_files, schema
 
 PEDESTRIAN = 1
 IGNORE_CLASSES = frozenset({2, 7, 8, 12})
@@ -224,8 +223,8 @@ def _check_frames(sequence_dir: epath.Path, info: SequenceInfo) -> epath.Path:
     if missing:
         raise FileNotFoundError(f'{image_dir}: {len(missing)} of {info.seq_length} frames '
                                 f'(seqLength) are missing, e.g. {missing[:3]}')
-    with (image_dir / info.frame_name(1)).open('rb') as fobj:
-        size = Image.open(fobj).size
+    height, width = release_files.image_size(image_dir / info.frame_name(1))
+    size = (width, height)
     if size != (info.width, info.height):
         raise ValueError(f'{image_dir / info.frame_name(1)}: image is {size[0]}x{size[1]} but '
                          f'seqinfo.ini says imWidth x imHeight = {info.width}x{info.height}')

@@ -22,10 +22,9 @@ from typing import Any, Iterator, Sequence
 from absl import logging
 from etils import epath
 import numpy as np
-from PIL import Image
 import tensorflow_datasets as tfds
 
-from tfds_builders import build_checks
+from tfds_builders import build_checks, release_files
 from tfds_builders import schema
 from tfds_builders.prw import release
 
@@ -54,24 +53,9 @@ _TREE = """\
 """
 
 
-def image_size(path: epath.Path) -> tuple[int, int]:
-    """(height, width) of an image from its header, without decoding it."""
-    try:
-        with path.open('rb') as f:
-            width, height = Image.open(f).size
-    except (OSError, ValueError) as e:  # PIL.UnidentifiedImageError is an OSError.
-        raise ValueError(f'{path}: cannot read the image header ({e})') from e
-    return height, width
-
-
 def find_root(manual_dir: epath.PathLike) -> epath.Path:
     """`manual_dir` itself, or the release folder one level below it."""
-    manual_dir = epath.Path(manual_dir)
-    if not (manual_dir / release.FRAME_TEST).exists():
-        for name in _ROOT_NAMES:
-            if (manual_dir / name / release.FRAME_TEST).exists():
-                return manual_dir / name
-    return manual_dir
+    return release_files.find_release_root(manual_dir, release.FRAME_TEST, _ROOT_NAMES)
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
@@ -155,7 +139,8 @@ pass the folder as `--manual_dir`. Expected tree:
         else:
             for q, query in enumerate(queries):
                 example = self._example(root, query.frame, q, dropped)
-                height, width = image_size(root / release.FRAMES_DIR / f'{query.frame}.jpg')
+                frame_path = root / release.FRAMES_DIR / f'{query.frame}.jpg'
+                height, width = release_files.image_size(frame_path)
                 where = f'{root / release.QUERY_INFO}: query {q} ({query.frame})'
                 box_xywh = query.box_xywh
                 if box_xywh[2] <= 0 or box_xywh[3] <= 0:
@@ -177,7 +162,7 @@ pass the folder as `--manual_dir`. Expected tree:
         if not path.exists():
             raise FileNotFoundError(f'{path}: frame listed in {release.FRAME_TRAIN} or '
                                     f'{release.FRAME_TEST} not found')
-        height, width = image_size(path)
+        height, width = release_files.image_size(path)
         annotation = release.annotation_path(root, frame)
         rows = release.read_annotation(annotation)
         valid = (rows[:, 3] > 0) & (rows[:, 4] > 0)

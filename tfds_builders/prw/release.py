@@ -17,9 +17,8 @@ from typing import Any, Mapping, Sequence
 
 from etils import epath
 import numpy as np
-import scipy.io
 
-from tfds_builders import schema
+from tfds_builders import release_files, schema
 
 FRAMES_DIR = 'frames'
 ANNOTATIONS_DIR = 'annotations'
@@ -48,20 +47,6 @@ class QueryInfo:
     frame: str
 
 
-def load_mat(path: epath.PathLike) -> dict[str, Any]:
-    """`scipy.io.loadmat(path)` through epath; errors name the file."""
-    path = epath.Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f'{path}: file not found')
-    try:
-        with path.open('rb') as f:
-            return scipy.io.loadmat(f)
-    except (scipy.io.matlab.MatReadError, ValueError, TypeError, NotImplementedError,
-            OSError) as e:
-        raise ValueError(f'{path}: not a MATLAB v5 .mat file that scipy.io.loadmat can read '
-                         f'({e})') from e
-
-
 def _variable(mat: Mapping[str, Any], keys: Sequence[str], path: epath.PathLike) -> np.ndarray:
     for key in keys:
         if key in mat:
@@ -74,7 +59,7 @@ def _variable(mat: Mapping[str, Any], keys: Sequence[str], path: epath.PathLike)
 def read_frame_list(path: epath.PathLike, key: str) -> list[str]:
     """Reads `frame_train.mat` ('img_index_train') or `frame_test.mat` ('img_index_test'): a cell
     (N, 1) of frame names without '.jpg', returned in file order."""
-    cell = np.asarray(_variable(load_mat(path), (key,), path))
+    cell = np.asarray(_variable(release_files.load_mat(path), (key,), path))
     if cell.dtype != object:
         raise ValueError(f'{path}: {key}: expected a cell array of frame names, got dtype '
                          f'{cell.dtype} shape {cell.shape}')
@@ -96,7 +81,7 @@ def read_ids(path: epath.PathLike, keys: Sequence[str]) -> np.ndarray:
     Returns:
         (N,) int64 ids in file order.
     """
-    ids = np.asarray(_variable(load_mat(path), keys, path))
+    ids = np.asarray(_variable(release_files.load_mat(path), keys, path))
     if not (np.issubdtype(ids.dtype, np.number) and np.all(np.isfinite(ids))
             and np.all(ids == np.round(ids)) and np.all(ids > 0)):
         raise ValueError(f'{path}: expected positive integer ids, got dtype {ids.dtype} '
@@ -119,7 +104,7 @@ def read_annotation(path: epath.PathLike) -> np.ndarray:
     Returns:
         (K, 5) float64 rows [id, x, y, w, h].
     """
-    mat = load_mat(path)
+    mat = release_files.load_mat(path)
     keys = [k for k in ANNOTATION_KEYS if k in mat]
     if not keys:
         keys = [k for k in mat if not k.startswith('__')]

@@ -50,9 +50,11 @@ class RetinaNetHead(tf.keras.layers.Layer):
         self.class_output = tf.keras.layers.Conv2D(
             anchors_per_location, 3, padding='same', kernel_initializer=init(),
             bias_initializer=tf.keras.initializers.Constant(-math.log((1 - prior) / prior)),
-            name='class_output')
+            dtype='float32', name='class_output')
+        # Outputs in float32 even under mixed precision: the losses and NMS need the range.
         self.box_output = tf.keras.layers.Conv2D(anchors_per_location * 4, 3, padding='same',
-                                                 kernel_initializer=init(), name='box_output')
+                                                 kernel_initializer=init(), dtype='float32',
+                                                 name='box_output')
 
     def call(self, pyramid: dict[str, tf.Tensor], training: bool | None = None):
         class_logits, box_outputs = [], []

@@ -45,14 +45,19 @@ class RetinaNetDetector(tf.keras.Model):
         return {'class_logits': class_logits, 'box_outputs': box_outputs,
                 'shared_features': shared[f'C{self.shared_level}']}
 
-    def detect(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+    def detect(self, images: tf.Tensor, valid_sizes: tf.Tensor | None = None
+               ) -> dict[str, tf.Tensor]:
         """Inference on a square batch: `detection_boxes` (B, D, 4) pixel yxyx in the input
-        frame, `detection_scores` (B, D), `num_detections` (B,), plus `shared_features`."""
+        frame, `detection_scores` (B, D), `num_detections` (B,), plus `shared_features`.
+
+        `valid_sizes` (B, 2): height, width of each image inside the padded input (the resized
+        size of `resize_and_pad`'s `image_info`); boxes are clipped to it.
+        """
         if images.shape[1] is None or images.shape[1] != images.shape[2]:
             raise ValueError(f'detect() needs square images of a static size, got {images.shape}')
         outputs = self(images, training=False)
         detections = self.detection_generator(outputs['class_logits'], outputs['box_outputs'],
-                                              int(images.shape[1]))
+                                              int(images.shape[1]), valid_sizes)
         return {**detections, 'shared_features': outputs['shared_features']}
 
 

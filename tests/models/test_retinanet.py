@@ -53,7 +53,8 @@ def test_detection_generator_decodes_keeps_best_and_suppresses_duplicates():
     codes = np.zeros((1, n, 4), np.float32)
     logits[0, 100] = 3.0                  # a confident person at anchor 100
     logits[0, 101] = 2.0                  # same place, ratio 3 not 2: IoU 0.69, suppressed
-    logits[0, n - 1] = 1.0                # a far, lower-scored one
+    far = (6 * 8 + 5) * 9                 # P3 row 6, column 5, scale 0, ratio 1: far away
+    logits[0, far] = 1.0                  # a lower-scored one
     generator = DetectionGenerator(anchor_config=config, score_threshold=0.5, nms_iou=0.5)
     out = generator(tf.constant(logits), tf.constant(codes), 64)
     boxes, scores, count = (out['detection_boxes'][0].numpy(), out['detection_scores'][0].numpy(),
@@ -62,7 +63,13 @@ def test_detection_generator_decodes_keeps_best_and_suppresses_duplicates():
     assert count == 2
     np.testing.assert_allclose(scores[0], 1 / (1 + np.exp(-3.0)), rtol=1e-6)
     np.testing.assert_allclose(boxes[0], np.clip(anchors[100], 0, 64), atol=1e-4)
+    np.testing.assert_allclose(boxes[1], np.clip(anchors[far], 0, 64), atol=1e-4)
     assert np.all(scores[count:] == 0)
+    # An image resized to 64 x 40 inside the padded square: the far box (rows 36-68) lies mostly
+    # in the padding below row 40 and is dropped; the other is clipped to the image.
+    out = generator(tf.constant(logits), tf.constant(codes), 64, tf.constant([[40.0, 64.0]]))
+    assert int(out['num_detections'][0]) == 1
+    assert float(out['detection_boxes'][0, 0, 2]) <= 40.0
 
 
 def test_detection_generator_applies_box_codes():

@@ -1,0 +1,210 @@
+"""Training settings and the two presets, in one place.
+
+`paper` is the paper's setting (ICIP 2019, §3.1): 640x640 images, batch 10, SGD momentum 0.9,
+linear-cosine decay with warm-up from 1e-3, 90 epochs, detection on CUHK-SYSU + PRW + MOT17Det +
+WIDER Pedestrian, ResNet-50 initialised from ImageNet (the paper fine-tunes a COCO RetinaNet;
+Keras only ships ImageNet backbones). `synthetic` is the CPU-scale run on the embedded synthetic
+dataset: small images, from scratch (nothing can be downloaded), batch norm trained.
+
+Every field is a flag of `train.py` (same name), so any preset value can be overridden.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import tensorflow as tf
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectionConfig:
+    """Stage 1: the RetinaNet detector on the shared trunk.
+
+    Attributes:
+        variant: 'J2', 'J3' or 'J4'.
+        image_size: side of the square model input; images are resized (aspect kept) and padded.
+        batch_size: global batch (split over the devices of the distribution strategy).
+        epochs: training length; an epoch is `steps_per_epoch` steps.
+        steps_per_epoch: 0 = the training images of all datasets / batch_size.
+        base_learning_rate: peak learning rate of the linear-cosine schedule.
+        warmup_epochs: linear warm-up length.
+        momentum: SGD momentum.
+        weight_decay: L2 on convolution kernels (added to the loss).
+        datasets: weighted mix, 'name[/config]:weight,...' (training split 'train').
+        validation: 'name[/config]:split' scored periodically with detection AP ('' for none).
+        validation_images: at most this many validation images per evaluation (0 = all).
+        weights: backbone initialisation: 'none', 'imagenet' or a ResNet-50 weights file.
+        freeze_batch_norm: fixed ResNet batch norm (pretrained backbones, small batches).
+        head_batch_norm: batch norm in the class and box subnets (helps from scratch).
+        anchor_size: smallest anchor of a level, in strides (4 = 32 px at P3).
+        mixed_precision: 'float32', 'bfloat16' (Keras 'mixed_bfloat16': bfloat16 compute,
+            float32 variables and outputs) or 'auto' (bfloat16 on a CPU-only machine whose CPU
+            has AVX-512 BF16 / AMX units, where it is about 2-3x faster; float32 elsewhere).
+        log_every, checkpoint_every, eval_every: periods in steps.
+        seed: data order and augmentation.
+    """
+    variant: str = 'J3'
+    image_size: int = 640
+    batch_size: int = 10
+    epochs: float = 90.0
+    steps_per_epoch: int = 0
+    base_learning_rate: float = 1e-3
+    warmup_epochs: float = 1.0
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    datasets: str = 'cuhk_sysu:1,prw:1,mot17det:1,wider_pedestrian:1'
+    validation: str = 'cuhk_sysu:gallery'
+    validation_images: int = 500
+    weights: str = 'imagenet'
+    freeze_batch_norm: bool = True
+    head_batch_norm: bool = False
+    anchor_size: float = 4.0
+    mixed_precision: str = 'float32'
+    log_every: int = 50
+    checkpoint_every: int = 500
+    eval_every: int = 5000
+    seed: int = 0
+
+
+PRESETS: dict[str, DetectionConfig] = {
+    'paper': DetectionConfig(),
+    'synthetic': DetectionConfig(
+        image_size=320, batch_size=8, epochs=16.0, base_learning_rate=0.02, warmup_epochs=0.5,
+        datasets='synthetic_person_search/default:1',
+        validation='synthetic_person_search/default:gallery', validation_images=0,
+        weights='none', freeze_batch_norm=False, head_batch_norm=True, anchor_size=2.5,
+        mixed_precision='auto', log_every=10, checkpoint_every=100, eval_every=200),
+}
+
+
+def resolve(preset: str, overrides: dict[str, Any]) -> DetectionConfig:
+    """The stage-1 preset with `overrides` (field -> value; None values are ignored) applied.
+
+    Raises:
+        ValueError: unknown preset or field.
+    """
+    return _apply_overrides(PRESETS, preset, overrides)
+
+
+def _apply_overrides(presets: dict, preset: str, overrides: dict[str, Any]):
+    if preset not in presets:
+        raise ValueError(f'unknown preset {preset!r}; choose one of {sorted(presets)}')
+    config = presets[preset]
+    fields = {f.name for f in dataclasses.fields(config)}
+    unknown = set(overrides) - fields
+    if unknown:
+        raise ValueError(f'unknown {type(config).__name__} settings {sorted(unknown)}')
+    return dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def save_config(config: DetectionConfig, model_dir: str, **extra: Any) -> str:
+    """Writes the resolved config as JSON next to the checkpoints (atomically); returns the
+    path."""
+    tf.io.gfile.makedirs(model_dir)
+    path = os.path.join(model_dir, 'config.json')
+    temporary = path + '.tmp'
+    with tf.io.gfile.GFile(temporary, 'w') as f:
+        json.dump({**dataclasses.asdict(config), **extra}, f, indent=2, sort_keys=True)
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+    return path
+
+
+# ----------------------------------------------------------------------------- stage 2 (re-ID)
+
+@dataclasses.dataclass(frozen=True)
+class ReidConfig:
+    """Feature pooling and stage 2: the re-ID branch trained on pooled features.
+
+    The variant and image size come from the stage-1 run (its `config.json`). Field names differ
+    from `DetectionConfig`'s so that every field of both is its own `train.py` flag.
+
+    Attributes:
+        reid_datasets: comma-separated re-ID datasets ('name[/config]'), pooled from the split
+            `reid_split`; identities are made unique across them.
+        reid_split: the split pooled (TFDS slicing works).
+        pooled_dtype: storage dtype of the pooled features, 'float16' or 'float32'.
+        images_per_shard: images per pooled-feature shard (the unit of resume).
+        pooling_batch_size: images per forward pass of the trunk while pooling.
+        embedding_dim: size of the re-ID embedding.
+        identities_per_batch: P, identities per stage-2 batch.
+        samples_per_identity: K, samples per identity.
+        semi_hard_epochs: epochs of the first phase (TFA `TripletSemiHardLoss`).
+        hard_epochs: epochs of the second phase (TFA `TripletHardLoss`, batch hard).
+        reid_steps_per_epoch: 0 = the sampler's batches per epoch (ceil(identities / P)).
+        reid_learning_rate: Adam's initial learning rate, decayed linear-cosine over both phases.
+        reid_warmup_epochs: linear warm-up length.
+        margin: triplet margin (both phases), in the distance of the embeddings the losses see.
+        normalize_for_loss: L2-normalise the embeddings before the triplet losses, as TFA's
+            losses expect (raw embeddings let the semi-hard loss shrink by scaling them up:
+            on synthetic data their norm grew to ~30 and search mAP was lower); inference always
+            normalises.
+        reid_freeze_batch_norm: keep the replicated stages' batch norm in inference mode with the
+            detector's statistics (training and inference then see the same normalisation).
+        reid_validation: TFDS dataset whose gallery/query splits are searched periodically
+            ('' = none).
+        reid_log_every, reid_checkpoint_every, reid_eval_every: periods in steps (eval 0 = only
+            at the end).
+        reid_seed: the P x K sampler's seed.
+    """
+    reid_datasets: str = 'cuhk_sysu'
+    reid_split: str = 'train'
+    pooled_dtype: str = 'float16'
+    images_per_shard: int = 500
+    pooling_batch_size: int = 8
+    embedding_dim: int = 128
+    identities_per_batch: int = 32
+    samples_per_identity: int = 4
+    semi_hard_epochs: float = 350.0
+    hard_epochs: float = 350.0
+    reid_steps_per_epoch: int = 0
+    reid_learning_rate: float = 1e-4
+    reid_warmup_epochs: float = 0.0
+    margin: float = 0.5
+    normalize_for_loss: bool = True
+    reid_freeze_batch_norm: bool = False
+    reid_validation: str = 'cuhk_sysu'
+    reid_log_every: int = 100
+    reid_checkpoint_every: int = 1000
+    reid_eval_every: int = 20000
+    reid_seed: int = 0
+
+
+REID_PRESETS: dict[str, ReidConfig] = {
+    'paper': ReidConfig(),
+    # The default synthetic split has 100 training identities: 16 x 4 batches, 7 per epoch;
+    # 84 steps of J3 take about 3.5 minutes on 2 busy CPU cores (2.5 s/step).
+    'synthetic': ReidConfig(
+        reid_datasets='synthetic_person_search/default', images_per_shard=100,
+        identities_per_batch=16, samples_per_identity=4, semi_hard_epochs=6.0, hard_epochs=6.0,
+        reid_learning_rate=3e-4, reid_validation='synthetic_person_search/default',
+        reid_log_every=5, reid_checkpoint_every=20, reid_eval_every=0),
+}
+
+
+def resolve_reid(preset: str, overrides: dict[str, Any]) -> ReidConfig:
+    """The re-ID preset with `overrides` (field -> value; None values are ignored) applied.
+
+    Raises:
+        ValueError: unknown preset or field.
+    """
+    return _apply_overrides(REID_PRESETS, preset, overrides)
+
+
+def load_detection_config(model_dir: str) -> DetectionConfig:
+    """The resolved `DetectionConfig` a stage-1 run saved as `<model_dir>/config.json`.
+
+    Extra keys (total_steps, ...) are ignored.
+
+    Raises:
+        ValueError: the file is missing.
+    """
+    path = os.path.join(model_dir, 'config.json')
+    if not tf.io.gfile.exists(path):
+        raise ValueError(f'{path} does not exist: point --detection_model_dir at a stage-1 run')
+    with tf.io.gfile.GFile(path, 'r') as f:
+        content = json.load(f)
+    fields = {f.name for f in dataclasses.fields(DetectionConfig)}
+    return DetectionConfig(**{k: v for k, v in content.items() if k in fields})

@@ -1,0 +1,264 @@
+"""Stage 1: trains the RetinaNet detector (and with it the shared trunk).
+
+A custom loop inside a `tf.distribute` strategy (MirroredStrategy over the machine's devices by
+default), so the same code runs on one CPU, several GPUs or several workers:
+- SGD with momentum and linear-cosine decay with warm-up (`ps_tf.schedules`);
+- checkpoints every `checkpoint_every` steps (`tf.train.CheckpointManager`, which writes to
+  temporary names and then renames); a restarted run resumes from the latest one and loses at
+  most the steps since;
+- a non-finite loss skips the update, stops the run with an error naming the step and keeps the
+  last good checkpoint;
+- TensorBoard: losses, learning rate and images/s under `<model_dir>/train`, detection AP /
+  recall and pictures of detections under `<model_dir>/validation`;
+- a progress line on stdout every `log_every` steps.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from ps_tf import visualization
+from ps_tf.config import DetectionConfig, save_config
+from ps_tf.data import datasets as datasets_lib
+from ps_tf.losses import detection_loss
+from ps_tf.models.anchors import AnchorConfig
+from ps_tf.models.retinanet import RetinaNetDetector, build_detector
+from ps_tf.schedules import LinearCosineDecayWithWarmup
+from ps_tf.training import detection_validation
+
+
+def anchor_config(config: DetectionConfig) -> AnchorConfig:
+    return AnchorConfig(anchor_size=config.anchor_size)
+
+
+MIXED_PRECISION_POLICIES = {'float32': 'float32', 'bfloat16': 'mixed_bfloat16'}
+
+
+def cpu_has_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), where oneDNN runs a
+    bfloat16 ResNet several times faster than float32; elsewhere bfloat16 is emulated and slow."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return ' avx512_bf16' in flags or ' amx_bf16' in flags
+
+
+def resolve_mixed_precision(setting: str) -> str:
+    """'auto' -> 'bfloat16' on a machine without GPUs whose CPU has bfloat16 units, else
+    'float32'; other settings are returned as they are (and checked)."""
+    if setting == 'auto':
+        on_cpu = not tf.config.list_physical_devices('GPU')
+        return 'bfloat16' if on_cpu and cpu_has_bfloat16() else 'float32'
+    if setting not in MIXED_PRECISION_POLICIES:
+        raise ValueError(f"mixed_precision must be 'auto' or one of "
+                         f'{sorted(MIXED_PRECISION_POLICIES)}, got {setting!r}')
+    return setting
+
+
+def build_model(config: DetectionConfig) -> RetinaNetDetector:
+    """The detector the config describes (call inside the strategy scope).
+
+    Layers take the Keras dtype policy that is global when they are built, so the policy of
+    `config.mixed_precision` is set for the build only and the previous one restored after.
+    """
+    precision = resolve_mixed_precision(config.mixed_precision)
+    previous = tf.keras.mixed_precision.global_policy()
+    tf.keras.mixed_precision.set_global_policy(MIXED_PRECISION_POLICIES[precision])
+    try:
+        return build_detector(config.variant, weights=config.weights,
+                              freeze_batch_norm=config.freeze_batch_norm,
+                              head_batch_norm=config.head_batch_norm,
+                              anchor_config=anchor_config(config))
+    finally:
+        tf.keras.mixed_precision.set_global_policy(previous)
+
+
+def steps_per_epoch(config: DetectionConfig, data_dir: str | None, manual_dir=None) -> int:
+    """`config.steps_per_epoch`, or the training images of all datasets / batch size."""
+    if config.steps_per_epoch:
+        return config.steps_per_epoch
+    images = sum(datasets_lib.get_builder(d.name, data_dir, manual_dir).info.splits['train']
+                 .num_examples for d in datasets_lib.parse_dataset_spec(config.datasets))
+    return max(1, images // config.batch_size)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss."""
+
+
+class DetectionTrainer:
+    """Owns the model, optimizer, checkpoints and summaries of one stage-1 run."""
+
+    def __init__(self, config: DetectionConfig, model_dir: str, data_dir: str | None = None,
+                 manual_dir=None, strategy: tf.distribute.Strategy | None = None):
+        self.config = config
+        self.model_dir = model_dir
+        self.data_dir = data_dir
+        self.manual_dir = manual_dir
+        self.strategy = strategy or tf.distribute.MirroredStrategy()
+        self.steps_per_epoch = steps_per_epoch(config, data_dir, manual_dir)
+        self.total_steps = max(1, int(round(config.epochs * self.steps_per_epoch)))
+        warmup = min(self.total_steps, int(round(config.warmup_epochs * self.steps_per_epoch)))
+        self.schedule = LinearCosineDecayWithWarmup(config.base_learning_rate, self.total_steps,
+                                                    warmup_steps=warmup)
+        with self.strategy.scope():
+            self.model = build_model(config)
+            self.model(tf.zeros([1, config.image_size, config.image_size, 3]), training=False)
+            self.optimizer = tf.keras.optimizers.SGD(self.schedule, momentum=config.momentum)
+            self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(model_dir, 'checkpoints'), max_to_keep=3,
+            step_counter=self.optimizer.iterations, checkpoint_interval=config.checkpoint_every)
+        self._decay_variables = [v for v in self.model.trainable_variables
+                                 if 'kernel' in v.name]
+
+    @property
+    def step(self) -> int:
+        return int(self.optimizer.iterations.numpy())
+
+    def restore(self) -> int:
+        """Resumes from the latest checkpoint, if any; returns the step reached."""
+        latest = self.manager.latest_checkpoint
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            logging.info('resumed from %s (step %d)', latest, self.step)
+        return self.step
+
+    def _train_step_fn(self):
+        config = self.config
+        replicas = self.strategy.num_replicas_in_sync
+
+        def replica_step(images, targets):
+            with tf.GradientTape() as tape:
+                outputs = self.model(images, training=True)
+                losses = detection_loss(targets, outputs['class_logits'], outputs['box_outputs'])
+                decay = config.weight_decay * tf.add_n(
+                    [tf.nn.l2_loss(v) for v in self._decay_variables])
+                # Gradients are summed over replicas: scale so that they average.
+                loss = (losses['total_loss'] + decay) / replicas
+            gradients = tape.gradient(loss, self.model.trainable_variables)
+            finite = tf.math.is_finite(losses['total_loss'])
+            for g in gradients:
+                if g is not None:
+                    finite = finite & tf.reduce_all(tf.math.is_finite(g))
+            # A non-finite step applies zeros instead (no NaN reaches the weights); the host then
+            # stops the run without saving, so the last checkpoint stays the last good state.
+            gradients = [None if g is None else tf.where(finite, g, tf.zeros_like(g))
+                         for g in gradients]
+            self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
+            return {**losses, 'weight_decay': decay, 'finite': tf.cast(finite, tf.float32),
+                    'num_positives': tf.reduce_sum(targets['num_positives'])}
+
+        @tf.function
+        def train_step(iterator):
+            images, targets = next(iterator)
+            per_replica = self.strategy.run(replica_step, args=(images, targets))
+            # 'finite' averages to 1 only when every replica's step was finite.
+            return {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+                    for k, v in per_replica.items()}
+
+        return train_step
+
+    def train(self) -> dict[str, float]:
+        """Trains to `total_steps` (resuming if possible); returns the last validation metrics."""
+        config = self.config
+        save_config(config, self.model_dir, total_steps=self.total_steps,
+                    resolved_mixed_precision=resolve_mixed_precision(config.mixed_precision),
+                    steps_per_epoch=self.steps_per_epoch,
+                    num_replicas=self.strategy.num_replicas_in_sync)
+        self.restore()
+        if self.step >= self.total_steps:
+            logging.info('already trained (%d steps)', self.step)
+            return self.validate()
+        dataset = datasets_lib.detection_train_dataset(
+            config.datasets, config.image_size, config.batch_size, data_dir=self.data_dir,
+            seed=config.seed + self.step, manual_dir=self.manual_dir,
+            anchor_config=anchor_config(config))
+        iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
+        train_step = self._train_step_fn()
+        writer = tf.summary.create_file_writer(os.path.join(self.model_dir, 'train'))
+        print(f'stage 1 (detection, {config.variant}): {self.total_steps} steps '
+              f'({self.steps_per_epoch}/epoch, batch {config.batch_size}, '
+              f'{config.image_size} px) from step {self.step}, model_dir {self.model_dir}',
+              flush=True)
+        window_start, window_steps = time.perf_counter(), 0
+        while self.step < self.total_steps:
+            losses = {k: float(v) for k, v in train_step(iterator).items()}
+            step = self.step
+            if losses['finite'] < 1.0 or not math.isfinite(losses['total_loss']):
+                raise NonFiniteLossError(
+                    f'non-finite loss at step {step} ({losses}); its update was not applied, the '
+                    f'last good checkpoint is {self.manager.latest_checkpoint} '
+                    '(lower --base_learning_rate or check the data)')
+            window_steps += 1
+            if step % config.log_every == 0 or step == self.total_steps:
+                seconds = time.perf_counter() - window_start
+                images_per_second = window_steps * config.batch_size / max(seconds, 1e-9)
+                self._log(writer, step, losses, images_per_second)
+                window_start, window_steps = time.perf_counter(), 0
+            self.manager.save(checkpoint_number=step)   # no-op between checkpoint_every steps
+            if config.eval_every and step % config.eval_every == 0 and step < self.total_steps:
+                self.validate()
+        self.manager.save(checkpoint_number=self.step, check_interval=False)
+        return self.validate()
+
+    def _log(self, writer, step: int, losses: dict, images_per_second: float) -> None:
+        learning_rate = float(self.schedule(step))
+        with writer.as_default(step=step):
+            for name in ('total_loss', 'class_loss', 'box_loss', 'weight_decay',
+                         'num_positives'):
+                tf.summary.scalar(f'loss/{name}' if 'loss' in name else name, losses[name])
+            tf.summary.scalar('learning_rate', learning_rate)
+            tf.summary.scalar('images_per_second', images_per_second)
+        remaining = (self.total_steps - step) * self.config.batch_size / max(images_per_second,
+                                                                             1e-9)
+        print(f'step {step}/{self.total_steps}  loss {losses["total_loss"]:.4f} '
+              f'(class {losses["class_loss"]:.4f}, box {losses["box_loss"]:.4f})  '
+              f'lr {learning_rate:.2e}  {images_per_second:.1f} img/s  '
+              f'eta {remaining / 60:.1f} min', flush=True)
+
+    def validate(self) -> dict[str, float]:
+        """Detection AP / recall on the validation split; logs them and pictures."""
+        config = self.config
+        if not config.validation:
+            return {}
+        name, _, split = config.validation.rpartition(':')
+        if not name:
+            raise ValueError(f'validation must be "name[/config]:split", got '
+                             f'{config.validation!r}')
+        dataset = datasets_lib.detection_eval_dataset(
+            name, split, config.image_size, config.batch_size, data_dir=self.data_dir,
+            manual_dir=self.manual_dir)
+        detect = tf.function(self.model.detect, reduce_retracing=True)
+        detections = detection_validation.detect_split(detect, dataset,
+                                                       max_images=config.validation_images)
+        result = detection_validation.detection_metrics(detections)
+        metrics = {'det_ap': result.average_precision, 'det_recall': result.recall}
+        writer = tf.summary.create_file_writer(os.path.join(self.model_dir, 'validation'))
+        with writer.as_default(step=self.step):
+            tf.summary.scalar('detection/ap', metrics['det_ap'])
+            tf.summary.scalar('detection/recall', metrics['det_recall'])
+            pictures = [np.asarray(visualization.draw_annotations(
+                image, boxes[:, [1, 0, 3, 2]], scores=scores))
+                for image, boxes, scores in detections.samples]
+            if pictures:
+                tf.summary.image('detections', np.stack(pictures), max_outputs=len(pictures))
+        print(f'validation {config.validation} at step {self.step}: detection AP '
+              f'{metrics["det_ap"]:.4f}, recall {metrics["det_recall"]:.4f} '
+              f'({len(detections.gallery.names)} images)', flush=True)
+        return metrics
+
+
+def train_detector(config: DetectionConfig, model_dir: str, data_dir: str | None = None,
+                   manual_dir=None, strategy: tf.distribute.Strategy | None = None
+                   ) -> dict[str, float]:
+    """Stage 1 end to end; see `DetectionTrainer`."""
+    return DetectionTrainer(config, model_dir, data_dir, manual_dir, strategy).train()

@@ -1,0 +1,112 @@
+"""Stage-1 training: a few steps on the tiny synthetic data, resume, non-finite loss, and the
+distributed path on two logical CPU devices."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ps_tf import config as config_lib
+from ps_tf.training import detection
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _tiny_config(**overrides) -> config_lib.DetectionConfig:
+    settings = dict(datasets='synthetic_person_search/tiny:1',
+                    validation='synthetic_person_search/tiny:gallery', image_size=64,
+                    batch_size=2, steps_per_epoch=1, epochs=2, warmup_epochs=1, log_every=1,
+                    checkpoint_every=1, eval_every=0, mixed_precision='float32')
+    return dataclasses.replace(config_lib.PRESETS['synthetic'], **{**settings, **overrides})
+
+
+def test_trains_saves_config_and_resumes_where_it_stopped(tiny_synthetic_data_dir, tmp_path,
+                                                          capsys):
+    model_dir = str(tmp_path / 'run')
+    metrics = detection.train_detector(_tiny_config(), model_dir, tiny_synthetic_data_dir)
+    assert set(metrics) == {'det_ap', 'det_recall'}
+    assert 0.0 <= metrics['det_ap'] <= 1.0
+    saved = json.load(open(os.path.join(model_dir, 'config.json')))
+    assert saved['image_size'] == 64 and saved['total_steps'] == 2
+    assert tf.train.latest_checkpoint(os.path.join(model_dir, 'checkpoints')).endswith('ckpt-2')
+    output = capsys.readouterr().out
+    assert 'step 1/2' in output and 'step 2/2' in output and 'detection AP' in output
+
+    # The same run, made longer, continues from step 2 instead of starting over.
+    trainer = detection.DetectionTrainer(_tiny_config(epochs=3, validation=''), model_dir,
+                                         tiny_synthetic_data_dir)
+    trainer.train()
+    output = capsys.readouterr().out
+    assert 'from step 2' in output and 'step 3/3' in output and 'step 1/3' not in output
+    assert trainer.step == 3
+    events = os.listdir(os.path.join(model_dir, 'train'))
+    assert any(name.startswith('events.out.tfevents') for name in events)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
+        tiny_synthetic_data_dir, tmp_path, monkeypatch):
+    model_dir = str(tmp_path / 'run')
+    real_loss = detection.detection_loss
+    runs = {}
+
+    def loss_exploding_after_step_1(*args, **kwargs):
+        losses = real_loss(*args, **kwargs)
+        exploded = runs['trainer'].optimizer.iterations >= 1
+        total = tf.where(exploded, float('nan'), losses['total_loss'])
+        return {**losses, 'total_loss': total}
+
+    monkeypatch.setattr(detection, 'detection_loss', loss_exploding_after_step_1)
+    trainer = runs['trainer'] = detection.DetectionTrainer(
+        _tiny_config(epochs=3, validation=''), model_dir, tiny_synthetic_data_dir)
+    with pytest.raises(detection.NonFiniteLossError, match='non-finite loss at step 2') as error:
+        trainer.train()
+    good = tf.train.latest_checkpoint(os.path.join(model_dir, 'checkpoints'))
+    assert good.endswith('ckpt-1') and good in str(error.value)
+    # The failed step applied no NaN to the weights.
+    assert all(np.all(np.isfinite(v.numpy())) for v in trainer.model.trainable_variables)
+
+
+def test_two_logical_cpu_devices_train_with_mirrored_strategy(tiny_synthetic_data_dir,
+                                                              tmp_path):
+    model_dir = str(tmp_path / 'run')
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, 'train.py'), '--stage=detection',
+         '--preset=synthetic', f'--model_dir={model_dir}',
+         f'--data_dir={tiny_synthetic_data_dir}',
+         '--datasets=synthetic_person_search/tiny:1',
+         '--validation=synthetic_person_search/tiny:gallery', '--image_size=64',
+         '--batch_size=2', '--steps_per_epoch=1', '--epochs=2', '--eval_every=0',
+         '--mixed_precision=float32',
+         '--num_cpu_devices=2'], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = json.load(open(os.path.join(model_dir, 'config.json')))
+    assert saved['num_replicas'] == 2
+    final = json.loads(result.stdout.strip().splitlines()[-1])
+    assert final['stage'] == 'detection' and 'det_ap' in final
+
+
+def test_mixed_precision_setting(monkeypatch):
+    assert detection.resolve_mixed_precision('float32') == 'float32'
+    assert detection.resolve_mixed_precision('bfloat16') == 'bfloat16'
+    monkeypatch.setattr(detection, 'cpu_has_bfloat16', lambda: True)
+    assert detection.resolve_mixed_precision('auto') == (
+        'float32' if tf.config.list_physical_devices('GPU') else 'bfloat16')
+    monkeypatch.setattr(detection, 'cpu_has_bfloat16', lambda: False)
+    assert detection.resolve_mixed_precision('auto') == 'float32'
+    with pytest.raises(ValueError, match='mixed_precision'):
+        detection.resolve_mixed_precision('float16x')
+
+
+def test_bfloat16_model_keeps_float32_variables_and_outputs():
+    config = _tiny_config(mixed_precision='bfloat16', variant='J4')
+    model = detection.build_model(config)
+    outputs = model(tf.zeros([1, 64, 64, 3]), training=False)
+    assert outputs['class_logits'].dtype == tf.float32
+    assert outputs['box_outputs'].dtype == tf.float32
+    assert all(v.dtype == tf.float32 for v in model.trainable_variables)
+    assert tf.keras.mixed_precision.global_policy().name == 'float32'   # restored after build

@@ -1,0 +1,124 @@
+"""Trains ps_tf.
+
+    python train.py --stage=detection --preset=synthetic --model_dir=runs/synthetic_j3
+    python train.py --stage=detection --preset=paper --model_dir=runs/paper_j3 \
+        --manual_dir=cuhk_sysu=/data/cuhk_sysu,prw=/data/PRW-v16.04.20,...
+
+    python train.py --stage=features --preset=synthetic --model_dir=runs/synthetic_j3
+    python train.py --stage=reid --preset=synthetic --model_dir=runs/synthetic_j3
+
+Stages: `detection` (stage 1: the RetinaNet detector and the shared trunk), `features` (the frozen
+stage-1 trunk's maps ROI-pooled at every labelled box of the re-ID datasets, written to
+`<model_dir>/pooled/`) and `reid` (stage 2: the re-ID branch trained on the pooled features with
+triplet losses, written to `<model_dir>/reid/`). Stages 2 and the pooling read the stage-1 run in
+`--detection_model_dir` (default `--model_dir`) and take its variant and image size. A preset gives
+every setting (`ps_tf/config.py`: `DetectionConfig` for stage 1, `ReidConfig` for the others); each
+setting is also a flag of the same name that overrides it, e.g. `--variant=J2 --image_size=320
+--epochs=5` or `--semi_hard_epochs=10 --identities_per_batch=16`. The resolved settings are saved
+as `config.json` next to each stage's checkpoints; rerunning the same command resumes (pooling
+skips complete shards). Monitor with `tensorboard --logdir=<model_dir>`.
+"""
+
+import dataclasses
+import json
+import os
+import typing
+
+import tensorflow as tf
+from absl import app, flags
+
+import tfds_builders  # noqa: F401  (registers the ps_tf datasets)
+from ps_tf import config as config_lib
+from ps_tf.training import detection
+from ps_tf.training import feature_pooling
+from ps_tf.training import reid
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum('stage', 'detection', ['detection', 'features', 'reid'],
+                  'Training stage to run.')
+flags.DEFINE_enum('preset', 'synthetic', sorted(config_lib.PRESETS), 'Settings preset.')
+flags.DEFINE_string('model_dir', None, 'Checkpoints, config.json and TensorBoard logs.')
+flags.DEFINE_string('data_dir', None, 'TFDS data dir (default ~/tensorflow_datasets).')
+flags.DEFINE_string('manual_dir', None,
+                    'Release folder(s) of manually downloaded datasets: one path, or '
+                    '"name=path,name=path".')
+flags.DEFINE_integer('num_cpu_devices', 0,
+                     'Split the CPU into this many logical devices for MirroredStrategy (testing '
+                     'the distributed path without GPUs); 0 = the machine as it is.')
+flags.DEFINE_string('detection_model_dir', None,
+                    'features/reid: the stage-1 run to read (default: --model_dir).')
+flags.mark_flag_as_required('model_dir')
+
+
+def _define_setting_flags(config_class: type) -> None:
+    """One flag per field of a config dataclass, default None = keep the preset's value."""
+    hints = typing.get_type_hints(config_class)
+    for field in dataclasses.fields(config_class):
+        kind = hints[field.name]
+        help_text = f'Override the preset ({field.name}).'
+        if kind is bool:
+            flags.DEFINE_boolean(field.name, None, help_text)
+        elif kind is int:
+            flags.DEFINE_integer(field.name, None, help_text)
+        elif kind is float:
+            flags.DEFINE_float(field.name, None, help_text)
+        else:
+            flags.DEFINE_string(field.name, None, help_text)
+
+
+_define_setting_flags(config_lib.DetectionConfig)
+_define_setting_flags(config_lib.ReidConfig)
+
+
+def _manual_dir(value: str | None):
+    if not value or '=' not in value:
+        return value
+    pairs = [item.split('=', 1) for item in value.split(',') if item]
+    return {name: path for name, path in pairs}
+
+
+def _run_reid_stage(stage: str, manual_dir, strategy) -> dict:
+    overrides = {f.name: FLAGS[f.name].value for f in dataclasses.fields(config_lib.ReidConfig)}
+    config = config_lib.resolve_reid(FLAGS.preset, overrides)
+    detection_model_dir = FLAGS.detection_model_dir or FLAGS.model_dir
+    pooled_dir = os.path.join(FLAGS.model_dir, 'pooled')
+    if stage == 'features':
+        detector, detection_config, checkpoint = feature_pooling.restore_detector(
+            detection_model_dir)
+        manifest = feature_pooling.pool_features(
+            detector.trunk, detection_config.variant, detection_config.image_size, pooled_dir,
+            feature_pooling.parse_dataset_list(config.reid_datasets), checkpoint,
+            split=config.reid_split, dtype=config.pooled_dtype,
+            images_per_shard=config.images_per_shard, batch_size=config.pooling_batch_size,
+            data_dir=FLAGS.data_dir, manual_dir=manual_dir)
+        return {'pooled_dir': pooled_dir, 'num_records': manifest.num_records,
+                'num_identities': len(manifest.identity_map)}
+    return reid.train_reid(config, os.path.join(FLAGS.model_dir, 'reid'), pooled_dir,
+                           detection_model_dir, data_dir=FLAGS.data_dir, manual_dir=manual_dir,
+                           strategy=strategy)
+
+
+def main(argv):
+    del argv
+    if FLAGS.num_cpu_devices:
+        cpu = tf.config.list_physical_devices('CPU')[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.num_cpu_devices)
+    strategy = None
+    if FLAGS.num_cpu_devices:
+        strategy = tf.distribute.MirroredStrategy(
+            [d.name for d in tf.config.list_logical_devices('CPU')])
+    manual_dir = _manual_dir(FLAGS.manual_dir)
+    if FLAGS.stage == 'detection':
+        overrides = {f.name: FLAGS[f.name].value
+                     for f in dataclasses.fields(config_lib.DetectionConfig)}
+        config = config_lib.resolve(FLAGS.preset, overrides)
+        metrics = detection.train_detector(config, FLAGS.model_dir, data_dir=FLAGS.data_dir,
+                                           manual_dir=manual_dir, strategy=strategy)
+    else:
+        metrics = _run_reid_stage(FLAGS.stage, manual_dir, strategy)
+    print(json.dumps({'stage': FLAGS.stage, 'model_dir': FLAGS.model_dir, **metrics}))
+
+
+if __name__ == '__main__':
+    app.run(main)

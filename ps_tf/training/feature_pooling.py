@@ -1,0 +1,245 @@
+"""Feature pooling: the frozen stage-1 trunk's shared maps, ROI-pooled at every labelled
+ground-truth box of the re-ID dataset(s), written as pooled-feature TFRecords (design.md §3).
+
+Every image is read as the detector reads it (`resize_and_pad` at the detector's `image_size`); its
+ground-truth boxes (`objects/bbox`, clipped to the image) are scaled to the padded square
+(`scale_boxes`) and ROI-aligned on the trunk's last map (`ps_tf.models.reid.roi_align`) to the
+variant's pooled size. Boxes without an identity (person_id -1, ignore regions included) are not
+written. Identities are the global labels of an `IdentityMap` over all the re-ID datasets, so they
+stay unique when several datasets are aggregated.
+
+Work units and resume. The images of each dataset are taken in TFDS' deterministic file order and
+cut into contiguous ranges of `images_per_shard` (`split_into_shards`); shard i of the run reads
+the TFDS slice `split[start:end]` of its dataset. `ShardedWriter` writes each shard atomically, so
+a rerun of the same command recomputes only the shards that are not complete, and refuses to mix
+in features of another checkpoint, variant or dtype.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Iterator, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from absl import logging
+
+from ps_tf.data import datasets as datasets_lib
+from ps_tf.data.decoder import decode_example
+from ps_tf.data.detection_parser import resize_and_pad, scale_boxes
+from ps_tf.config import DetectionConfig, load_detection_config
+from ps_tf.models.backbone import shared_level
+from ps_tf.models.reid import pooled_shape, roi_align, roi_size
+from ps_tf.models.retinanet import RetinaNetDetector
+from ps_tf.training import pooled_features
+from ps_tf.training import pooled_manifest
+from ps_tf.training.detection import build_model
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardWork:
+    """The images of one shard: `split[start:end]` of `dataset`."""
+    dataset: str
+    split: str
+    start: int
+    end: int
+
+    @property
+    def tfds_split(self) -> str:
+        return f'{self.split}[{self.start}:{self.end}]'
+
+
+def restore_detector(detection_model_dir: str, checkpoint: str | None = None
+                     ) -> tuple[RetinaNetDetector, DetectionConfig, str]:
+    """The stage-1 detector of a run directory, restored from its latest (or a given) checkpoint.
+
+    Args:
+        detection_model_dir: the stage-1 run (`config.json`, `checkpoints/`).
+        checkpoint: a checkpoint path; None = the run's latest.
+
+    Returns:
+        (detector, its config, the checkpoint path restored).
+
+    Raises:
+        ValueError: no config or no checkpoint.
+    """
+    config = load_detection_config(detection_model_dir)
+    checkpoint = checkpoint or tf.train.latest_checkpoint(
+        os.path.join(detection_model_dir, 'checkpoints'))
+    if not checkpoint:
+        raise ValueError(f'no stage-1 checkpoint in {detection_model_dir}/checkpoints: train the '
+                         f'detector first (train.py --stage=detection)')
+    detector = build_model(dataclasses.replace(config, weights='none'))
+    detector(tf.zeros([1, config.image_size, config.image_size, 3]), training=False)
+    tf.train.Checkpoint(model=detector).restore(checkpoint).expect_partial() \
+        .assert_existing_objects_matched()
+    logging.info('restored the %s detector from %s', config.variant, checkpoint)
+    return detector, config, checkpoint
+
+
+def parse_dataset_list(spec: str) -> list[str]:
+    """'cuhk_sysu,prw' -> ['cuhk_sysu', 'prw'] (sorted, unique).
+
+    Raises:
+        ValueError: empty list.
+    """
+    names = sorted({name.strip() for name in spec.split(',') if name.strip()})
+    if not names:
+        raise ValueError(f'no re-ID dataset in {spec!r}')
+    return names
+
+
+def read_person_ids(dataset: str, split: str, data_dir: str | None = None,
+                    manual_dir=None) -> tuple[int, np.ndarray]:
+    """The number of images of a split and every box's person_id (no image decoded).
+
+    Returns:
+        (num_images, person_ids int64 (K,) over all images, -1 included).
+    """
+    builder = datasets_lib.get_builder(dataset, data_dir, manual_dir)
+    examples = builder.as_dataset(split=split, shuffle_files=False, decoders=tfds.decode
+                                  .PartialDecoding({'objects': {'person_id': True}}))
+    num_images, ids = 0, []
+    for example in examples.as_numpy_iterator():
+        num_images += 1
+        ids.append(np.asarray(example['objects']['person_id'], np.int64).reshape(-1))
+    return num_images, np.concatenate(ids) if ids else np.zeros(0, np.int64)
+
+
+def plan_shards(datasets: Sequence[str], split: str, images_per_shard: int,
+                data_dir: str | None = None, manual_dir=None
+                ) -> tuple[list[ShardWork], pooled_manifest.IdentityMap]:
+    """The shards of a pooling run and the global identity map of its datasets.
+
+    Deterministic: the same datasets and settings always give the same shards and labels.
+    """
+    shards, person_ids = [], {}
+    for dataset in sorted(datasets):
+        num_images, person_ids[dataset] = read_person_ids(dataset, split, data_dir, manual_dir)
+        ranges = pooled_features.split_into_shards(list(range(num_images)), images_per_shard)
+        shards += [ShardWork(dataset, split, r[0], r[-1] + 1) for r in ranges if r]
+    identity_map = pooled_manifest.IdentityMap.from_person_ids(person_ids)
+    if not len(identity_map):
+        raise ValueError(f'the {split} split of {list(datasets)} holds no labelled person')
+    return shards, identity_map
+
+
+def _pooling_input(work: ShardWork, image_size: int, batch_size: int, data_dir: str | None,
+                   manual_dir) -> tf.data.Dataset:
+    """Batches of padded images and their ground truth (padded with person_id -1)."""
+
+    def parse(example):
+        decoded = decode_example(example)
+        image, image_info = resize_and_pad(decoded['image'], image_size)
+        return {'image': image,
+                'boxes': scale_boxes(decoded['boxes'], image_info),     # pixel yxyx, model frame
+                'annotated_boxes': decoded['annotated_boxes'],          # pixel x1y1x2y2, original
+                'person_id': decoded['person_id'],
+                'filename': decoded['filename']}
+
+    dataset = datasets_lib.load_split(work.dataset, work.tfds_split, data_dir, manual_dir)
+    dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.padded_batch(batch_size, padding_values={
+        'image': 0.0, 'boxes': 0.0, 'annotated_boxes': 0.0,
+        'person_id': tf.constant(-1, tf.int64), 'filename': b''}).prefetch(1)
+
+
+class FeaturePooler:
+    """ROI-pools the ground-truth boxes of image batches on a frozen trunk.
+
+    Args:
+        trunk: the stage-1 trunk (images -> {'C2', ..., 'C<k>'}), run in inference mode.
+        variant: 'J2', 'J3' or 'J4'.
+        image_size: side of the square model input, pixels.
+    """
+
+    def __init__(self, trunk: tf.keras.Model, variant: str, image_size: int):
+        self.trunk = trunk
+        self.variant = variant
+        self.image_size = image_size
+        self.pooled_shape = pooled_shape(variant)
+        self._shared_name = f'C{shared_level(variant)}'
+
+    @tf.function(reduce_retracing=True)
+    def pool(self, images: tf.Tensor, boxes_yxyx: tf.Tensor,
+             box_image_index: tf.Tensor) -> tf.Tensor:
+        """Pooled features of boxes.
+
+        Args:
+            images: (B, S, S, 3) float32 in [0, 255], padded squares.
+            boxes_yxyx: (M, 4) pixel ymin, xmin, ymax, xmax in the padded square input.
+            box_image_index: (M,) int32 image of each box.
+
+        Returns:
+            (M, h, w, c) float32.
+        """
+        shared = self.trunk(images, training=False)[self._shared_name]
+        return roi_align(shared, boxes_yxyx, box_image_index, self.image_size,
+                         roi_size(self.variant))
+
+    def pool_shard(self, work: ShardWork, batch_size: int, data_dir: str | None = None,
+                   manual_dir=None) -> Iterator[pooled_features.PooledBox]:
+        """The `PooledBox`es of the labelled boxes of one shard's images, in image order."""
+        for batch in _pooling_input(work, self.image_size, batch_size, data_dir,
+                                    manual_dir).as_numpy_iterator():
+            image_index, slot = np.nonzero(batch['person_id'] >= 0)
+            if not len(image_index):
+                continue
+            features = self.pool(tf.constant(batch['image']),
+                                 tf.constant(batch['boxes'][image_index, slot]),
+                                 tf.constant(image_index.astype(np.int32))).numpy()
+            for feature, i, k in zip(features, image_index, slot):
+                yield pooled_features.PooledBox(
+                    feature=feature, identity=int(batch['person_id'][i, k]),
+                    dataset=work.dataset, image_name=batch['filename'][i].decode(),
+                    box=batch['annotated_boxes'][i, k].astype(np.float64))
+
+
+def pool_features(trunk: tf.keras.Model, variant: str, image_size: int, output_dir: str,
+                  datasets: Sequence[str], source_checkpoint: str, split: str = 'train',
+                  dtype: str = 'float16', images_per_shard: int = 500, batch_size: int = 8,
+                  data_dir: str | None = None, manual_dir=None
+                  ) -> pooled_manifest.PooledManifest:
+    """Runs (or resumes) a pooling run and returns its complete manifest.
+
+    Args:
+        trunk: the frozen stage-1 trunk of `variant`.
+        variant: 'J2', 'J3' or 'J4'.
+        image_size: the detector's input side (pixels).
+        output_dir: the pooled-feature directory.
+        datasets: TFDS names of the re-ID datasets.
+        source_checkpoint: the stage-1 checkpoint the trunk was restored from (recorded).
+        split: the split pooled.
+        dtype: storage dtype, 'float16' or 'float32'.
+        images_per_shard: images per shard.
+        batch_size: images per trunk pass.
+        data_dir, manual_dir: see `ps_tf.data.datasets.get_builder`.
+    """
+    shards, identity_map = plan_shards(datasets, split, images_per_shard, data_dir, manual_dir)
+    pooler = FeaturePooler(trunk, variant, image_size)
+    writer = pooled_features.ShardedWriter(
+        output_dir, num_shards=len(shards), identity_map=identity_map, variant=variant,
+        pooled_shape=pooler.pooled_shape, source_checkpoint=source_checkpoint, dtype=dtype,
+        metadata={'image_size': image_size, 'split': split, 'datasets': sorted(datasets),
+                  'images_per_shard': images_per_shard})
+    missing = writer.missing_shards()
+    print(f'feature pooling ({variant}, {pooler.pooled_shape} {dtype}): {len(shards)} shards '
+          f'of {sorted(datasets)}/{split}, {len(shards) - len(missing)} already complete, '
+          f'output {output_dir}', flush=True)
+    for done, shard_index in enumerate(missing, 1):
+        started = time.perf_counter()
+        work = shards[shard_index]
+        records = writer.write_shard(shard_index, pooler.pool_shard(work, batch_size, data_dir,
+                                                                    manual_dir))
+        seconds = time.perf_counter() - started
+        logging.info('shard %d (%s %s): %d records in %.1f s', shard_index, work.dataset,
+                     work.tfds_split, records, seconds)
+        print(f'shard {shard_index + 1}/{len(shards)} ({done}/{len(missing)} this run): '
+              f'{records} boxes of {work.end - work.start} images in {seconds:.1f} s', flush=True)
+    manifest = writer.finalize()
+    print(f'pooled {manifest.num_records} boxes of '
+          f'{int(np.count_nonzero(manifest.identity_counts))} identities', flush=True)
+    return manifest

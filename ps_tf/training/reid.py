@@ -1,0 +1,345 @@
+"""Stage 2: trains the re-ID branch on pooled features with triplet losses (design.md §3).
+
+- Input: P x K identity-balanced batches of pooled features (`identity_balanced_dataset`) from a
+  complete pooled-feature directory whose manifest matches the branch (variant, pooled shape).
+- Model: `ReidBranch`, its replicated ResNet stages initialised from the stage-1 detector the
+  features were pooled with (the manifest's `source_checkpoint`). The shared trunk is not part of
+  this graph at all (its output was pooled beforehand), so no gradient can reach it.
+- Losses: TFA's semi-hard triplet loss for `semi_hard_epochs`, then TFA's batch-hard triplet loss
+  for `hard_epochs` (the paper: 350 + 350), both with the same margin, on the L2-normalised
+  embeddings (`normalize_for_loss`, default; TFA's losses expect them) or the raw ones. The
+  functional forms (`tfa.losses.triplet_semihard_loss` / `triplet_hard_loss`, what
+  `TripletSemiHardLoss` / `TripletHardLoss` wrap) are used so that no Keras loss reduction gets in
+  the way of the distribution strategy. The paper gives no margin; 0.5 is our default.
+- Adam with one linear-cosine decay (`LinearCosineDecayWithWarmup`) over both phases.
+- Checkpoints (`tf.train.CheckpointManager`) under `<output_dir>/checkpoints`; a rerun resumes at
+  its step and phase, and the sampler restarts its deterministic batch sequence there.
+- TensorBoard under `<output_dir>/train`: the triplet loss, the fraction of valid triplets
+  (anchor, positive, negative) with a non-zero hinge, mean positive and negative distances, the
+  mean embedding norm, the learning rate and samples/s; under `<output_dir>/validation`: search mAP
+  and top-1 of the joint model on a dataset's gallery/query splits (`search_metrics`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import tensorflow as tf
+import tensorflow_addons as tfa
+from absl import logging
+
+from ps_tf.config import ReidConfig, save_config
+from ps_tf.data.identity_sampler import IdentityBalancedSampler, identity_balanced_dataset
+from ps_tf.models.joint import JointModel
+from ps_tf.models.reid import ReidBranch, build_reid_branch, copy_detector_stages, pooled_shape
+from ps_tf.models.retinanet import RetinaNetDetector
+from ps_tf.schedules import LinearCosineDecayWithWarmup
+from ps_tf.training import pooled_manifest
+from ps_tf.training.feature_pooling import restore_detector
+
+SEMI_HARD, HARD = 'semi_hard', 'hard'
+
+
+def triplet_statistics(embeddings: tf.Tensor, labels: tf.Tensor,
+                       margin: float) -> dict[str, tf.Tensor]:
+    """Batch statistics of the triplets, with TFA's distance (Euclidean, not squared).
+
+    Args:
+        embeddings: (B, E) float32 unnormalised embeddings.
+        labels: (B,) int identity labels.
+        margin: the triplet margin.
+
+    Returns:
+        Scalars: `nonzero_triplets` (fraction of the valid (a, p, n) triplets with
+        d(a, p) - d(a, n) + margin > 0), `positive_distance` and `negative_distance` (mean over
+        positive / negative pairs), `embedding_norm` (mean L2 norm).
+    """
+    distances = tfa.losses.metric_learning.pairwise_distance(embeddings, squared=False)
+    labels = tf.reshape(labels, [-1])
+    same = tf.equal(labels[:, None], labels[None, :])
+    positive = tf.logical_and(same, tf.logical_not(tf.eye(tf.shape(labels)[0], dtype=tf.bool)))
+    negative = tf.logical_not(same)
+    valid = tf.logical_and(positive[:, :, None], negative[:, None, :])             # (B, B, B)
+    hinge = distances[:, :, None] - distances[:, None, :] + margin
+    active = tf.logical_and(valid, hinge > 0.0)
+
+    def mean_where(values, mask):
+        mask = tf.cast(mask, tf.float32)
+        return tf.math.divide_no_nan(tf.reduce_sum(values * mask), tf.reduce_sum(mask))
+
+    return {
+        'nonzero_triplets': tf.math.divide_no_nan(tf.reduce_sum(tf.cast(active, tf.float32)),
+                                                  tf.reduce_sum(tf.cast(valid, tf.float32))),
+        'positive_distance': mean_where(distances, positive),
+        'negative_distance': mean_where(distances, negative),
+        'embedding_norm': tf.reduce_mean(tf.norm(embeddings, axis=-1)),
+    }
+
+
+def search_metrics(joint: JointModel, dataset: str, image_size: int, batch_size: int = 8,
+                   data_dir: str | None = None, manual_dir=None) -> dict[str, float]:
+    """Search mAP / top-1 of the joint model on `dataset`'s gallery and query splits.
+
+    A thin layer over `ps_tf.evaluation` (protocol, predictions, evaluator): the first row the
+    evaluator returns (the smallest CUHK-SYSU-style gallery, or PRW's standard gallery) gives
+    `mAP` and `top1`; every row also gives `mAP/<gallery>` and `top1/<gallery>`.
+    """
+    from ps_tf import search_inference
+    from ps_tf.evaluation import evaluator, predictions, protocol
+
+    arrays = search_inference.predict_dataset(joint, dataset, image_size, batch_size,
+                                              data_dir=data_dir, manual_dir=manual_dir)
+    rows = evaluator.evaluate_predictions(protocol.load_protocol(dataset, data_dir),
+                                          predictions.Predictions(**arrays))
+    metrics = {'mAP': rows[0]['mAP'], 'top1': rows[0]['top1'], 'det_ap': rows[0]['det_ap']}
+    for row in rows:
+        gallery = row.get('gallery_size', row.get('gallery'))
+        metrics[f'mAP/{gallery}'] = row['mAP']
+        metrics[f'top1/{gallery}'] = row['top1']
+    return metrics
+
+
+class ReidTrainer:
+    """Owns the re-ID branch, optimizer, checkpoints and summaries of one stage-2 run.
+
+    Args:
+        config: the stage-2 settings.
+        output_dir: checkpoints, TensorBoard logs and config.json (`<model_dir>/reid`).
+        pooled_dir: a complete pooled-feature directory.
+        detector: the stage-1 detector the features were pooled with (initialises the branch,
+            and with it the joint model is validated).
+        image_size: the detector's input side, pixels.
+        data_dir, manual_dir: TFDS locations (validation).
+        strategy: distribution strategy (default: the current one); each replica gets P / R
+            whole identities of every batch.
+
+    Raises:
+        ValueError: the manifest is incomplete or does not match the detector's variant.
+    """
+
+    def __init__(self, config: ReidConfig, output_dir: str, pooled_dir: str,
+                 detector: RetinaNetDetector, image_size: int, data_dir: str | None = None,
+                 manual_dir=None, strategy: tf.distribute.Strategy | None = None):
+        self.config = config
+        self.output_dir = output_dir
+        self.detector = detector
+        self.image_size = image_size
+        self.data_dir = data_dir
+        self.manual_dir = manual_dir
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.manifest = pooled_manifest.read_manifest(pooled_dir)
+        pooled_manifest.check_manifest(self.manifest, variant=detector.variant,
+                                       pooled_shape=pooled_shape(detector.variant))
+        replicas = self.strategy.num_replicas_in_sync
+        if config.identities_per_batch % replicas:
+            raise ValueError(f'identities_per_batch ({config.identities_per_batch}) must be a '
+                             f'multiple of the {replicas} replicas')
+        sampler = IdentityBalancedSampler(self.manifest.identity_counts,
+                                          config.identities_per_batch,
+                                          config.samples_per_identity, config.reid_seed)
+        self.steps_per_epoch = config.reid_steps_per_epoch or sampler.batches_per_epoch
+        self.semi_hard_steps = int(round(config.semi_hard_epochs * self.steps_per_epoch))
+        self.total_steps = self.semi_hard_steps + int(round(config.hard_epochs
+                                                            * self.steps_per_epoch))
+        if self.total_steps < 1:
+            raise ValueError('semi_hard_epochs + hard_epochs give no training step')
+        warmup = min(self.total_steps, int(round(config.reid_warmup_epochs
+                                                 * self.steps_per_epoch)))
+        self.schedule = LinearCosineDecayWithWarmup(config.reid_learning_rate, self.total_steps,
+                                                    warmup_steps=warmup)
+        with self.strategy.scope():
+            self.branch: ReidBranch = build_reid_branch(detector.variant, config.embedding_dim,
+                                                        config.reid_freeze_batch_norm)
+            copy_detector_stages(self.branch, detector.rest)
+            self.optimizer = tf.keras.optimizers.Adam(self.schedule)
+            self.checkpoint = tf.train.Checkpoint(reid=self.branch, optimizer=self.optimizer)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(output_dir, 'checkpoints'), max_to_keep=3,
+            step_counter=self.optimizer.iterations,
+            checkpoint_interval=config.reid_checkpoint_every)
+        self._steps = {}
+        self._joint: JointModel | None = None
+
+    @property
+    def step(self) -> int:
+        return int(self.optimizer.iterations.numpy())
+
+    def phase(self, step: int) -> str:
+        """The loss of (0-based) step `step`: semi-hard first, then batch hard."""
+        return SEMI_HARD if step < self.semi_hard_steps else HARD
+
+    def restore(self) -> int:
+        """Resumes from the latest checkpoint, if any; returns the step reached."""
+        latest = self.manager.latest_checkpoint
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            logging.info('resumed stage 2 from %s (step %d)', latest, self.step)
+        return self.step
+
+    def joint_model(self) -> JointModel:
+        """The detector and this branch as one model (built once: its graphs are reused)."""
+        if self._joint is None:
+            self._joint = JointModel(self.detector, self.branch)
+        return self._joint
+
+    def _train_step_fn(self, phase: str):
+        loss_fn = (tfa.losses.triplet_semihard_loss if phase == SEMI_HARD
+                   else tfa.losses.triplet_hard_loss)
+        margin, replicas = self.config.margin, self.strategy.num_replicas_in_sync
+        normalize = self.config.normalize_for_loss
+        variables = self.branch.trainable_variables
+
+        def replica_step(features, labels):
+            with tf.GradientTape() as tape:
+                raw = self.branch(features, training=True)
+                embeddings = tf.math.l2_normalize(raw, axis=-1) if normalize else raw
+                loss = loss_fn(labels, embeddings, margin=margin)
+                # Gradients are summed over replicas: scale so that they average.
+                scaled_loss = loss / replicas
+            gradients = tape.gradient(scaled_loss, variables)
+            self.optimizer.apply_gradients(zip(gradients, variables))
+            statistics = triplet_statistics(embeddings, labels, margin)
+            statistics['embedding_norm'] = tf.reduce_mean(tf.norm(raw, axis=-1))   # before any
+            return {'loss': loss, **statistics}                                     # normalising
+
+        @tf.function
+        def train_step(iterator):
+            features, labels = next(iterator)
+            per_replica = self.strategy.run(replica_step, args=(features, labels))
+            return {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+                    for k, v in per_replica.items()}
+
+        return train_step
+
+    def train_step(self, iterator) -> dict[str, float]:
+        """One step of the current phase (its tf.function is traced on first use)."""
+        phase = self.phase(self.step)
+        if phase not in self._steps:
+            self._steps[phase] = self._train_step_fn(phase)
+        return {k: float(v) for k, v in self._steps[phase](iterator).items()}
+
+    def train(self) -> dict[str, float]:
+        """Trains to `total_steps` (resuming if possible); returns the last validation metrics."""
+        config = self.config
+        save_config(config, self.output_dir, variant=self.detector.variant,
+                    image_size=self.image_size, pooled_dir=self.manifest.directory,
+                    source_checkpoint=self.manifest.source_checkpoint,
+                    total_steps=self.total_steps, semi_hard_steps=self.semi_hard_steps,
+                    steps_per_epoch=self.steps_per_epoch)
+        self.restore()
+        if self.step >= self.total_steps:
+            logging.info('stage 2 already trained (%d steps)', self.step)
+            return self.validate()
+        dataset = identity_balanced_dataset(self.manifest, config.identities_per_batch,
+                                            config.samples_per_identity, config.reid_seed,
+                                            start_batch=self.step)
+        iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
+        writer = tf.summary.create_file_writer(os.path.join(self.output_dir, 'train'))
+        batch = config.identities_per_batch * config.samples_per_identity
+        print(f'stage 2 (re-ID, {self.detector.variant}): {self.total_steps} steps '
+              f'({self.semi_hard_steps} semi-hard, then batch hard; {self.steps_per_epoch}/epoch, '
+              f'P x K = {config.identities_per_batch} x {config.samples_per_identity}) from step '
+              f'{self.step}, output {self.output_dir}', flush=True)
+        window_start, window_steps = time.perf_counter(), 0
+        while self.step < self.total_steps:
+            phase = self.phase(self.step)
+            values = self.train_step(iterator)
+            step = self.step
+            if not math.isfinite(values['loss']):
+                raise FloatingPointError(f'non-finite triplet loss at step {step}; the last good '
+                                         f'checkpoint is {self.manager.latest_checkpoint}')
+            window_steps += 1
+            if step % config.reid_log_every == 0 or step == self.total_steps:
+                seconds = time.perf_counter() - window_start
+                self._log(writer, step, phase, values, window_steps * batch / max(seconds, 1e-9))
+                window_start, window_steps = time.perf_counter(), 0
+            self.manager.save(checkpoint_number=step)   # no-op between checkpoint periods
+            if config.reid_eval_every and step % config.reid_eval_every == 0 \
+                    and step < self.total_steps:
+                self.validate()
+        self.manager.save(checkpoint_number=self.step, check_interval=False)
+        return self.validate()
+
+    def _log(self, writer, step: int, phase: str, values: dict, samples_per_second: float):
+        learning_rate = float(self.schedule(step))
+        with writer.as_default(step=step):
+            tf.summary.scalar(f'loss/triplet_{phase}', values['loss'])
+            tf.summary.scalar('triplets/nonzero_fraction', values['nonzero_triplets'])
+            tf.summary.scalar('distance/positive', values['positive_distance'])
+            tf.summary.scalar('distance/negative', values['negative_distance'])
+            tf.summary.scalar('embedding/norm', values['embedding_norm'])
+            tf.summary.scalar('learning_rate', learning_rate)
+            tf.summary.scalar('samples_per_second', samples_per_second)
+        print(f'step {step}/{self.total_steps} [{phase}]  loss {values["loss"]:.4f}  '
+              f'non-zero triplets {values["nonzero_triplets"]:.3f}  '
+              f'd+ {values["positive_distance"]:.3f} d- {values["negative_distance"]:.3f}  '
+              f'|e| {values["embedding_norm"]:.2f}  lr {learning_rate:.2e}  '
+              f'{samples_per_second:.0f} samples/s', flush=True)
+
+    def validate(self) -> dict[str, float]:
+        """Search mAP / top-1 on `reid_validation` (nothing when it is '')."""
+        dataset = self.config.reid_validation
+        if not dataset:
+            return {}
+        metrics = search_metrics(self.joint_model(), dataset, self.image_size,
+                                 self.config.pooling_batch_size, self.data_dir, self.manual_dir)
+        writer = tf.summary.create_file_writer(os.path.join(self.output_dir, 'validation'))
+        with writer.as_default(step=self.step):
+            for name, value in metrics.items():
+                tf.summary.scalar(f'search/{name}', value)
+        print(f'validation {dataset} at step {self.step}: search mAP {metrics["mAP"]:.4f}, '
+              f'top-1 {metrics["top1"]:.4f} (detection AP {metrics["det_ap"]:.4f})', flush=True)
+        return metrics
+
+
+def train_reid(config: ReidConfig, output_dir: str, pooled_dir: str,
+               detection_model_dir: str | None = None, data_dir: str | None = None,
+               manual_dir=None, strategy: tf.distribute.Strategy | None = None
+               ) -> dict[str, float]:
+    """Stage 2 end to end: restores the detector the features were pooled with (the manifest's
+    `source_checkpoint`) from `detection_model_dir` (default: the checkpoint's run directory)
+    and trains the branch (`ReidTrainer`)."""
+    checkpoint = pooled_manifest.read_manifest(pooled_dir).source_checkpoint
+    detection_model_dir = detection_model_dir or os.path.dirname(os.path.dirname(checkpoint))
+    with (strategy or tf.distribute.get_strategy()).scope():
+        detector, detection_config, _ = restore_detector(detection_model_dir, checkpoint)
+    return ReidTrainer(config, output_dir, pooled_dir, detector, detection_config.image_size,
+                       data_dir, manual_dir, strategy).train()
+
+
+def load_joint_model(reid_dir: str, checkpoint: str | None = None,
+                     detection_model_dir: str | None = None) -> tuple[JointModel, int]:
+    """The joint model of a finished (or running) stage 2: its detector (the checkpoint the
+    features were pooled with) and its re-ID branch (latest or given checkpoint).
+
+    Args:
+        reid_dir: the stage-2 output directory (`<model_dir>/reid`).
+        checkpoint: a stage-2 checkpoint path; None = the latest.
+        detection_model_dir: the stage-1 run; None = the directory of the detector checkpoint
+            recorded in the stage-2 config.
+
+    Returns:
+        (joint model, the detector's input image size).
+
+    Raises:
+        ValueError: no stage-2 config or checkpoint.
+    """
+    config_path = os.path.join(reid_dir, 'config.json')
+    if not tf.io.gfile.exists(config_path):
+        raise ValueError(f'{config_path} does not exist: not a stage-2 directory')
+    with tf.io.gfile.GFile(config_path) as f:
+        saved = json.load(f)
+    checkpoint = checkpoint or tf.train.latest_checkpoint(os.path.join(reid_dir, 'checkpoints'))
+    if not checkpoint:
+        raise ValueError(f'no stage-2 checkpoint in {reid_dir}/checkpoints')
+    source = saved['source_checkpoint']
+    detector, detection_config, _ = restore_detector(
+        detection_model_dir or os.path.dirname(os.path.dirname(source)), source)
+    branch = build_reid_branch(detector.variant, saved['embedding_dim'],
+                               saved.get('reid_freeze_batch_norm', False))
+    tf.train.Checkpoint(reid=branch).restore(checkpoint).expect_partial() \
+        .assert_existing_objects_matched()
+    return JointModel(detector, branch), detection_config.image_size

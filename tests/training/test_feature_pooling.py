@@ -1,0 +1,137 @@
+"""Feature pooling: the right records with the right identities, and resume by shard."""
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from ps_tf import config as config_lib
+from ps_tf.data import datasets as datasets_lib
+from ps_tf.data.decoder import decode_example
+from ps_tf.data.detection_parser import resize_and_pad, scale_boxes
+from ps_tf.models import reid
+from ps_tf.training import detection, feature_pooling, pooled_features, pooled_manifest
+
+DATASET = 'synthetic_person_search/tiny'
+IMAGE = 64
+
+
+def make_stage1_run(model_dir: str, variant: str = 'J4') -> str:
+    """A stage-1 run directory (config.json + an untrained checkpoint); returns the checkpoint."""
+    config = dataclasses.replace(config_lib.PRESETS['synthetic'], variant=variant,
+                                 image_size=IMAGE)
+    config_lib.save_config(config, model_dir)
+    model = detection.build_model(config)
+    model(tf.zeros([1, IMAGE, IMAGE, 3]), training=False)
+    return tf.train.Checkpoint(model=model).save(os.path.join(model_dir, 'checkpoints', 'ckpt'))
+
+
+@pytest.fixture(scope='module')
+def stage1(tmp_path_factory):
+    model_dir = str(tmp_path_factory.mktemp('stage1'))
+    checkpoint = make_stage1_run(model_dir)
+    detector, config, restored = feature_pooling.restore_detector(model_dir)
+    assert restored == checkpoint and config.variant == 'J4' and config.image_size == IMAGE
+    return detector, checkpoint
+
+
+def _pool(detector, checkpoint, output_dir, data_dir):
+    return feature_pooling.pool_features(
+        detector.trunk, 'J4', IMAGE, output_dir, [DATASET], checkpoint, images_per_shard=3,
+        batch_size=2, data_dir=data_dir)
+
+
+def test_pools_every_labelled_box_with_its_identity(stage1, tiny_synthetic_data_dir, tmp_path):
+    detector, checkpoint = stage1
+    manifest = _pool(detector, checkpoint, str(tmp_path / 'pooled'), tiny_synthetic_data_dir)
+    # The ground truth, read independently.
+    builder = datasets_lib.get_builder(DATASET, tiny_synthetic_data_dir)
+    expected = []
+    for example in tfds.as_numpy(builder.as_dataset(split='train', shuffle_files=False)):
+        for person_id, box in zip(example['objects']['person_id'], example['objects']['box']):
+            if person_id >= 0:
+                expected.append((example['image/filename'].decode(), int(person_id),
+                                 tuple(box)))
+    assert manifest.complete and manifest.num_shards == 3   # 8 images, 3 per shard
+    assert manifest.variant == 'J4' and manifest.pooled_shape == reid.pooled_shape('J4')
+    assert manifest.dtype == 'float16' and manifest.source_checkpoint == checkpoint
+    assert manifest.identity_map.pairs == tuple((DATASET, i) for i in range(4))
+    records = list(tfds.as_numpy(pooled_features.pooled_dataset(manifest)))
+    assert len(records) == manifest.num_records == len(expected) == 9
+    found = [(r['image_name'].decode(), int(r['person_id']), tuple(r['box'])) for r in records]
+    assert sorted(found) == sorted(expected)
+    for record in records:
+        assert record['label'] == manifest.identity_map.label(DATASET, record['person_id'])
+    counts = np.bincount([r['label'] for r in records], minlength=4)
+    np.testing.assert_array_equal(manifest.identity_counts, counts)
+
+    # One record against the trunk + ROI align computed by hand.
+    first = records[0]
+    example = next(e for e in builder.as_dataset(split='train', shuffle_files=False)
+                   if e['image/filename'].numpy() == first['image_name'])
+    decoded = decode_example(example)
+    image, info = resize_and_pad(decoded['image'], IMAGE)
+    row = int(np.flatnonzero(np.all(decoded['annotated_boxes'].numpy() == first['box'], axis=1)
+                             )[0])
+    shared = detector.trunk(image[None], training=False)['C4']
+    direct = reid.roi_align(shared, scale_boxes(decoded['boxes'], info)[row:row + 1], [0], IMAGE,
+                            reid.roi_size('J4'))[0].numpy()
+    np.testing.assert_allclose(first['feature'], direct.astype(np.float16), rtol=2e-3,
+                               atol=2e-3)
+
+
+def test_resumed_run_skips_complete_shards(stage1, tiny_synthetic_data_dir, tmp_path,
+                                           monkeypatch):
+    detector, checkpoint = stage1
+    output_dir = str(tmp_path / 'pooled')
+    first = _pool(detector, checkpoint, output_dir, tiny_synthetic_data_dir)
+    # An interrupted run: shard 1 lost (index gone, a temporary file left) and no final manifest.
+    os.remove(os.path.join(output_dir, pooled_features.index_name(1, 3)))
+    open(os.path.join(output_dir, pooled_features.shard_name(1, 3) + '.tmp-dead'), 'wb').close()
+    pooled_manifest.write_manifest(
+        output_dir, variant='J4', pooled_shape=first.pooled_shape, dtype='float16',
+        source_checkpoint=checkpoint, num_shards=3, identity_map=first.identity_map,
+        metadata=first.metadata)
+    kept = {i: os.stat(os.path.join(output_dir, pooled_features.shard_name(i, 3))).st_mtime_ns
+            for i in (0, 2)}
+    pooled = []
+    real_pool_shard = feature_pooling.FeaturePooler.pool_shard
+
+    def counting_pool_shard(self, work, *args, **kwargs):
+        pooled.append(work)
+        return real_pool_shard(self, work, *args, **kwargs)
+
+    monkeypatch.setattr(feature_pooling.FeaturePooler, 'pool_shard', counting_pool_shard)
+    second = _pool(detector, checkpoint, output_dir, tiny_synthetic_data_dir)
+    assert [(w.start, w.end) for w in pooled] == [(3, 5)]   # only shard 1 was recomputed
+    assert second.identity_counts == first.identity_counts and second.complete
+    for i, mtime in kept.items():
+        assert os.stat(os.path.join(output_dir, pooled_features.shard_name(i, 3))
+                       ).st_mtime_ns == mtime
+    assert not [name for name in os.listdir(output_dir) if '.tmp-' in name]
+    # Another checkpoint is refused instead of mixing features.
+    with pytest.raises(ValueError, match='source_checkpoint'):
+        _pool(detector, checkpoint + '-other', output_dir, tiny_synthetic_data_dir)
+
+
+def test_identities_stay_unique_across_datasets(monkeypatch):
+    fake = {'b_set': (5, np.array([1, 2, -1, 1])), 'a_set': (2, np.array([1, 7]))}
+    monkeypatch.setattr(feature_pooling, 'read_person_ids',
+                        lambda name, split, data_dir=None, manual_dir=None: fake[name])
+    shards, identity_map = feature_pooling.plan_shards(['b_set', 'a_set'], 'train', 2)
+    assert identity_map.pairs == (('a_set', 1), ('a_set', 7), ('b_set', 1), ('b_set', 2))
+    assert identity_map.label('b_set', 1) != identity_map.label('a_set', 1)
+    assert [(s.dataset, s.tfds_split) for s in shards] == [
+        ('a_set', 'train[0:2]'), ('b_set', 'train[0:2]'), ('b_set', 'train[2:3]'),
+        ('b_set', 'train[3:5]')]
+    assert feature_pooling.parse_dataset_list(' prw, cuhk_sysu,prw') == ['cuhk_sysu', 'prw']
+    with pytest.raises(ValueError):
+        feature_pooling.parse_dataset_list(' , ')
+
+
+def test_restore_detector_needs_a_stage1_run(tmp_path):
+    with pytest.raises(ValueError, match='config.json'):
+        feature_pooling.restore_detector(str(tmp_path))

@@ -1,0 +1,135 @@
+"""Stage 2: one step per phase, resume, the frozen trunk, triplet statistics, manifest checks."""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ps_tf import config as config_lib
+from ps_tf.training import feature_pooling, reid as reid_training
+
+DATASET = 'synthetic_person_search/tiny'
+IMAGE = 64
+
+
+def _stage1_run(model_dir: str) -> str:
+    config = dataclasses.replace(config_lib.PRESETS['synthetic'], variant='J4',
+                                 image_size=IMAGE)
+    config_lib.save_config(config, model_dir)
+    from ps_tf.training import detection
+    model = detection.build_model(config)
+    model(tf.zeros([1, IMAGE, IMAGE, 3]), training=False)
+    return tf.train.Checkpoint(model=model).save(os.path.join(model_dir, 'checkpoints', 'ckpt'))
+
+
+@pytest.fixture(scope='module')
+def pooled_run(tmp_path_factory, tiny_synthetic_data_dir):
+    model_dir = str(tmp_path_factory.mktemp('run'))
+    _stage1_run(model_dir)
+    detector, _, checkpoint = feature_pooling.restore_detector(model_dir)
+    pooled_dir = os.path.join(model_dir, 'pooled')
+    feature_pooling.pool_features(detector.trunk, 'J4', IMAGE, pooled_dir, [DATASET], checkpoint,
+                                  images_per_shard=4, data_dir=tiny_synthetic_data_dir)
+    return model_dir, pooled_dir, detector
+
+
+def _config(**overrides) -> config_lib.ReidConfig:
+    settings = dict(embedding_dim=8, identities_per_batch=2, samples_per_identity=2,
+                    semi_hard_epochs=1, hard_epochs=1, reid_steps_per_epoch=1,
+                    reid_validation='', reid_log_every=1, reid_checkpoint_every=1)
+    return dataclasses.replace(config_lib.REID_PRESETS['synthetic'], **{**settings, **overrides})
+
+
+def test_one_step_per_phase_frozen_trunk_and_resume(pooled_run, tmp_path, capsys):
+    model_dir, pooled_dir, detector = pooled_run
+    output_dir = str(tmp_path / 'reid')
+    trunk_before = [v.numpy().copy() for v in detector.trunk.weights]
+    trainer = reid_training.ReidTrainer(_config(), output_dir, pooled_dir, detector, IMAGE)
+    # The branch starts as the detector's own stages, in separate variables.
+    np.testing.assert_array_equal(trainer.branch.rest.weights[0], detector.rest.weights[0])
+    branch_ids = {id(v) for v in trainer.branch.trainable_variables}
+    assert not branch_ids & {id(v) for v in detector.weights}
+    start = [v.numpy().copy() for v in trainer.branch.trainable_variables]
+    assert [trainer.phase(s) for s in range(2)] == ['semi_hard', 'hard']
+
+    assert trainer.train() == {}   # validation disabled
+    assert trainer.step == 2 and set(trainer._steps) == {'semi_hard', 'hard'}
+    output = capsys.readouterr().out
+    assert 'step 1/2 [semi_hard]' in output and 'step 2/2 [hard]' in output
+    changed = [not np.array_equal(a, b.numpy())
+               for a, b in zip(start, trainer.branch.trainable_variables)]
+    assert any(changed)
+    # No gradient reaches the shared trunk: it is not even part of stage 2's graph.
+    for before, after in zip(trunk_before, detector.trunk.weights):
+        np.testing.assert_array_equal(before, after.numpy())
+    assert tf.train.latest_checkpoint(os.path.join(output_dir, 'checkpoints')).endswith('ckpt-2')
+    saved = json.load(open(os.path.join(output_dir, 'config.json')))
+    assert saved['total_steps'] == 2 and saved['variant'] == 'J4'
+    assert any(name.startswith('events.out') for name in os.listdir(output_dir + '/train'))
+
+    # A longer run continues in the hard phase from step 2.
+    longer = reid_training.ReidTrainer(_config(hard_epochs=2), output_dir, pooled_dir, detector,
+                                       IMAGE)
+    longer.train()
+    output = capsys.readouterr().out
+    assert 'from step 2' in output and 'step 3/3 [hard]' in output and 'step 1/' not in output
+    assert longer.step == 3
+
+    # The trained joint model loads back from the run directories.
+    joint, image_size = reid_training.load_joint_model(output_dir)
+    assert image_size == IMAGE and joint.embedding_dim == 8
+    np.testing.assert_array_equal(joint.reid_branch.embedding.kernel,
+                                  longer.branch.embedding.kernel)
+
+
+def test_refuses_pooled_features_of_another_variant(pooled_run, tmp_path):
+    _, pooled_dir, detector = pooled_run
+    detector.variant = 'J3'
+    try:
+        with pytest.raises(ValueError, match='variant'):
+            reid_training.ReidTrainer(_config(), str(tmp_path), pooled_dir, detector, IMAGE)
+    finally:
+        detector.variant = 'J4'
+
+
+def test_triplet_statistics_match_brute_force():
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(8, 3)).astype(np.float32)
+    labels = np.array([0, 0, 1, 1, 2, 2, 2, 3])
+    margin = 0.5
+    stats = {k: float(v) for k, v in reid_training.triplet_statistics(
+        tf.constant(embeddings), tf.constant(labels), margin).items()}
+    d = np.linalg.norm(embeddings[:, None] - embeddings[None], axis=-1)
+    positives, negatives, active, valid = [], [], 0, 0
+    for a in range(8):
+        for p in range(8):
+            if p == a or labels[p] != labels[a]:
+                continue
+            positives.append(d[a, p])
+            for n in range(8):
+                if labels[n] != labels[a]:
+                    valid += 1
+                    active += d[a, p] - d[a, n] + margin > 0
+    negatives = d[labels[:, None] != labels[None]]
+    assert stats['nonzero_triplets'] == pytest.approx(active / valid, abs=1e-6)
+    assert stats['positive_distance'] == pytest.approx(np.mean(positives), rel=1e-4)
+    assert stats['negative_distance'] == pytest.approx(np.mean(negatives), rel=1e-4)
+    assert stats['embedding_norm'] == pytest.approx(np.linalg.norm(embeddings, axis=1).mean(),
+                                                    rel=1e-5)
+
+
+def test_reid_presets_and_overrides():
+    paper = config_lib.REID_PRESETS['paper']
+    assert (paper.identities_per_batch, paper.samples_per_identity) == (32, 4)
+    assert (paper.semi_hard_epochs, paper.hard_epochs) == (350, 350)
+    assert paper.reid_learning_rate == 1e-4 and paper.embedding_dim == 128
+    assert paper.pooled_dtype == 'float16'
+    config = config_lib.resolve_reid('synthetic', {'margin': 0.3, 'embedding_dim': None})
+    assert config.margin == 0.3 and config.embedding_dim == 128
+    with pytest.raises(ValueError, match='unknown ReidConfig settings'):
+        config_lib.resolve_reid('paper', {'variant': 'J2'})
+    detection_fields = {f.name for f in dataclasses.fields(config_lib.DetectionConfig)}
+    assert not detection_fields & {f.name for f in dataclasses.fields(config_lib.ReidConfig)}

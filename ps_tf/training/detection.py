@@ -119,6 +119,9 @@ class DetectionTrainer:
             step_counter=self.optimizer.iterations, checkpoint_interval=config.checkpoint_every)
         self._decay_variables = [v for v in self.model.trainable_variables
                                  if 'kernel' in v.name]
+        # Traced once and reused by every periodic validation (a new tf.function per call
+        # would retrace the whole detector each time).
+        self._detect = tf.function(self.model.detect, reduce_retracing=True)
 
     @property
     def step(self) -> int:
@@ -237,8 +240,7 @@ class DetectionTrainer:
         dataset = datasets_lib.detection_eval_dataset(
             name, split, config.image_size, config.batch_size, data_dir=self.data_dir,
             manual_dir=self.manual_dir)
-        detect = tf.function(self.model.detect, reduce_retracing=True)
-        detections = detection_validation.detect_split(detect, dataset,
+        detections = detection_validation.detect_split(self._detect, dataset,
                                                        max_images=config.validation_images)
         result = detection_validation.detection_metrics(detections)
         metrics = {'det_ap': result.average_precision, 'det_recall': result.recall}

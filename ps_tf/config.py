@@ -44,7 +44,7 @@ class DetectionConfig:
             float32 variables and outputs) or 'auto' (bfloat16 on a CPU-only machine whose CPU
             has AVX-512 BF16 / AMX units, where it is about 2-3x faster; float32 elsewhere).
         log_every, checkpoint_every, eval_every: periods in steps.
-        seed: data order and augmentation.
+        seed: weight initialisation, data order and augmentation.
     """
     variant: str = 'J3'
     image_size: int = 640
@@ -147,7 +147,7 @@ class ReidConfig:
             ('' = none).
         reid_log_every, reid_checkpoint_every, reid_eval_every: periods in steps (eval 0 = only
             at the end).
-        reid_seed: the P x K sampler's seed.
+        reid_seed: the P x K sampler's and the embedding layer's seed.
     """
     reid_datasets: str = 'cuhk_sysu'
     reid_split: str = 'train'

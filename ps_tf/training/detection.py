@@ -109,6 +109,9 @@ class DetectionTrainer:
         warmup = min(self.total_steps, int(round(config.warmup_epochs * self.steps_per_epoch)))
         self.schedule = LinearCosineDecayWithWarmup(config.base_learning_rate, self.total_steps,
                                                     warmup_steps=warmup)
+        # Seeds the weight initialisation too (the data order has its own seeded pipeline), so
+        # that a rerun of one config starts from the same weights.
+        tf.keras.utils.set_random_seed(config.seed)
         with self.strategy.scope():
             self.model = build_model(config)
             self.model(tf.zeros([1, config.image_size, config.image_size, 3]), training=False)

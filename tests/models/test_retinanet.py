@@ -119,3 +119,20 @@ def test_detect_refuses_non_square_input():
     model = build_detector('J4')
     with pytest.raises(ValueError, match='square'):
         model.detect(tf.zeros([1, 64, 96, 3]))
+
+
+def test_head_batch_norm_statistics_are_per_level():
+    # Shared convolutions, but each level keeps its own batch-norm statistics: a level whose
+    # activations are 10x larger must not shift the statistics another level is normalised with.
+    from ps_tf.models.heads import RetinaNetHead
+    head = RetinaNetHead(anchors_per_location=1, filters=8, num_convs=2, use_batch_norm=True)
+    rng = np.random.default_rng(0)
+    pyramid = {f'P{level}': tf.constant(rng.normal(size=(2, 4, 4, 8)) * (1 + 9 * (level == 7)),
+                                        tf.float32) for level in range(3, 8)}
+    head(pyramid, training=True)
+    assert len(head.class_norms) == 5 and len(head.box_norms) == 5
+    # One training call moves a moving variance from 1 to 0.99 + 0.01 * (its batch variance).
+    batch_variance = {level: (head.class_norms[f'P{level}'][0].moving_variance.numpy() - 0.99)
+                      / 0.01 for level in range(3, 8)}
+    assert np.mean(batch_variance[7]) > 20 * np.mean(batch_variance[3])
+    np.testing.assert_allclose(np.mean(batch_variance[3]), np.mean(batch_variance[4]), rtol=0.5)

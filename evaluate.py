@@ -8,6 +8,17 @@ data of a prepared TFDS dataset of the shared schema:
     python evaluate.py --dataset=cuhk_sysu --predictions=preds.npz --gallery_sizes=100
     python evaluate.py --dataset=prw --predictions=preds.npz --multi_view
 
+or computes the predictions with a trained model first (the joint model of `train.py`: detection,
+then an embedding for every detection and every query box):
+
+    python evaluate.py --dataset=synthetic_person_search/default --checkpoint=runs/synthetic_j3
+    python evaluate.py --dataset=synthetic_person_search/default --checkpoint=runs/synthetic_j3 \
+        --use_gt_boxes --write_predictions=gt_boxes.npz
+
+`--checkpoint` takes a train.py model_dir, its `reid/` directory or one stage-2 checkpoint
+(`.../reid/checkpoints/ckpt-N`). `--use_gt_boxes` embeds the gallery's ground-truth boxes instead of
+the detections (the paper's Table 1d, right: re-ID quality without detection errors).
+
 The protocol follows from the dataset (queries with gallery lists: CUHK-SYSU style, otherwise
 PRW style) unless --protocol says otherwise. Prints a table and writes JSON with one entry per
 gallery: mAP, top1, top5, top10, det_ap, det_recall (fractions in 0-1) plus the settings.
@@ -27,10 +38,16 @@ flags.DEFINE_string('dataset', None, 'TFDS dataset (with config), e.g. synthetic
                     'synthetic_person_search/tiny, cuhk_sysu, prw.')
 flags.DEFINE_string('data_dir', None, 'TFDS data directory (default: the TFDS default).')
 flags.DEFINE_string('predictions', None, 'Predictions file (.npz) to score.')
-flags.DEFINE_string('checkpoint', None, 'Model checkpoint to compute predictions from (model '
-                    'issues; not available yet).')
-flags.DEFINE_string('saved_model', None, 'SavedModel to compute predictions from (model issues; '
-                    'not available yet).')
+flags.DEFINE_string('checkpoint', None, 'Compute the predictions with this trained model: a '
+                    'train.py model_dir, its reid/ directory, or a stage-2 checkpoint '
+                    '(.../reid/checkpoints/ckpt-N).')
+flags.DEFINE_boolean('use_gt_boxes', False, 'With --checkpoint: embed the ground-truth gallery '
+                     'boxes (score 1) instead of detections.')
+flags.DEFINE_integer('batch_size', 8, 'With --checkpoint: images per forward pass.')
+flags.DEFINE_string('write_predictions', None, 'With --checkpoint: also write the predictions '
+                    'file (.npz) here.')
+flags.DEFINE_string('saved_model', None, 'SavedModel to compute predictions from (lands with the '
+                    'export issue; not available yet).')
 flags.DEFINE_list('gallery_sizes', [], 'CUHK-SYSU-style gallery sizes, e.g. 100 or '
                   '50,100,500,1000,2000,4000,full. Default: every size the dataset defines, then '
                   'the full set. Ignored by the PRW protocol.')
@@ -66,18 +83,47 @@ def _gallery_sizes(values: list[str]) -> list[int] | None:
     return sizes
 
 
+def _predict_with_checkpoint():
+    """The predictions of the joint model at --checkpoint on --dataset (written on request)."""
+    import tfds_builders  # noqa: F401  (registers the ps_tf datasets)
+    from ps_tf import evaluation, search_inference
+    from ps_tf.training import reid
+
+    reid_dir, checkpoint = reid.locate_stage2(FLAGS.checkpoint)
+    joint, image_size = reid.load_joint_model(reid_dir, checkpoint)
+    print(f'computing predictions on {FLAGS.dataset} with {checkpoint or reid_dir} '
+          f'({"ground-truth gallery boxes" if FLAGS.use_gt_boxes else "detections"})',
+          flush=True)
+    arrays = search_inference.predict_dataset(joint, FLAGS.dataset, image_size, FLAGS.batch_size,
+                                              use_gt_boxes=FLAGS.use_gt_boxes,
+                                              data_dir=FLAGS.data_dir)
+    predictions = evaluation.Predictions(**arrays)
+    if FLAGS.write_predictions:
+        evaluation.write_predictions(FLAGS.write_predictions, predictions)
+        print(f'wrote {FLAGS.write_predictions}')
+    return predictions
+
+
 def run(argv_unused=None) -> list[dict]:
     """Evaluates as the flags say; returns the result rows (also printed and written)."""
     from ps_tf import evaluation
 
-    if FLAGS.checkpoint or FLAGS.saved_model:
-        raise app.UsageError('--checkpoint/--saved_model evaluation is wired by the model issues; '
-                             'score a predictions file with --predictions for now')
-    if not FLAGS.dataset or not FLAGS.predictions:
-        raise app.UsageError('--dataset and --predictions are required')
+    if FLAGS.saved_model:
+        raise app.UsageError('--saved_model evaluation lands with the export issue; use '
+                             '--checkpoint or --predictions')
+    if not FLAGS.dataset or bool(FLAGS.predictions) == bool(FLAGS.checkpoint):
+        raise app.UsageError('--dataset and exactly one of --predictions or --checkpoint are '
+                             'required')
+    if FLAGS.use_gt_boxes and not FLAGS.checkpoint:
+        raise app.UsageError('--use_gt_boxes needs --checkpoint (a predictions file is fixed)')
     convention = None if FLAGS.box_convention == 'auto' else FLAGS.box_convention
     protocol = evaluation.load_protocol(FLAGS.dataset, FLAGS.data_dir, box_convention=convention)
-    predictions = evaluation.read_predictions(FLAGS.predictions)
+    if FLAGS.checkpoint:
+        predictions = _predict_with_checkpoint()
+        source = os.path.abspath(FLAGS.checkpoint)
+    else:
+        predictions = evaluation.read_predictions(FLAGS.predictions)
+        source = os.path.abspath(FLAGS.predictions)
     settings = evaluation.EvalSettings(
         gallery_sizes=_gallery_sizes(FLAGS.gallery_sizes),
         det_thresh=FLAGS.det_thresh,
@@ -88,7 +134,9 @@ def run(argv_unused=None) -> list[dict]:
     )
     rows = evaluation.evaluate_predictions(protocol, predictions, settings)
     for row in rows:
-        row['predictions'] = os.path.abspath(FLAGS.predictions)
+        row['predictions' if FLAGS.predictions else 'checkpoint'] = source
+        if FLAGS.checkpoint:
+            row['use_gt_boxes'] = FLAGS.use_gt_boxes
         row['box_convention'] = protocol.box_convention
     print(evaluation.format_table(rows))
     if FLAGS.output_json:

@@ -1,5 +1,7 @@
 """Trains ps_tf.
 
+    python train.py --model_dir=runs/synthetic_j3       # everything, on the synthetic dataset
+
     python train.py --stage=detection --preset=synthetic --model_dir=runs/synthetic_j3
     python train.py --stage=detection --preset=paper --model_dir=runs/paper_j3 \
         --manual_dir=cuhk_sysu=/data/cuhk_sysu,prw=/data/PRW-v16.04.20,...
@@ -7,21 +9,24 @@
     python train.py --stage=features --preset=synthetic --model_dir=runs/synthetic_j3
     python train.py --stage=reid --preset=synthetic --model_dir=runs/synthetic_j3
 
-Stages: `detection` (stage 1: the RetinaNet detector and the shared trunk), `features` (the frozen
-stage-1 trunk's maps ROI-pooled at every labelled box of the re-ID datasets, written to
-`<model_dir>/pooled/`) and `reid` (stage 2: the re-ID branch trained on the pooled features with
-triplet losses, written to `<model_dir>/reid/`). Stages 2 and the pooling read the stage-1 run in
-`--detection_model_dir` (default `--model_dir`) and take its variant and image size. A preset gives
-every setting (`ps_tf/config.py`: `DetectionConfig` for stage 1, `ReidConfig` for the others); each
-setting is also a flag of the same name that overrides it, e.g. `--variant=J2 --image_size=320
---epochs=5` or `--semi_hard_epochs=10 --identities_per_batch=16`. The resolved settings are saved
-as `config.json` next to each stage's checkpoints; rerunning the same command resumes (pooling
-skips complete shards). Monitor with `tensorboard --logdir=<model_dir>`.
+Stages: `all` (the default: detection, features and reid in turn, then the search mAP / top-1 of
+the joint model on the `reid_validation` dataset's test split, also written to
+`<model_dir>/results.json`), `detection` (stage 1: the RetinaNet detector and the shared trunk),
+`features` (the frozen stage-1 trunk's maps ROI-pooled at every labelled box of the re-ID datasets,
+written to `<model_dir>/pooled/`) and `reid` (stage 2: the re-ID branch trained on the pooled
+features with triplet losses, written to `<model_dir>/reid/`). Stages 2 and the pooling read the
+stage-1 run in `--detection_model_dir` (default `--model_dir`) and take its variant and image size.
+A preset gives every setting (`ps_tf/config.py`: `DetectionConfig` for stage 1, `ReidConfig` for
+the others); each setting is also a flag of the same name that overrides it, e.g. `--variant=J2
+--image_size=320 --epochs=5` or `--semi_hard_epochs=10 --identities_per_batch=16`. The resolved
+settings are saved as `config.json` next to each stage's checkpoints; rerunning the same command
+resumes (pooling skips complete shards). Monitor with `tensorboard --logdir=<model_dir>`.
 """
 
 import dataclasses
 import json
 import os
+import time
 import typing
 
 import tensorflow as tf
@@ -34,8 +39,10 @@ from ps_tf.training import feature_pooling
 from ps_tf.training import reid
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum('stage', 'detection', ['detection', 'features', 'reid'],
-                  'Training stage to run.')
+STAGES = ('detection', 'features', 'reid')
+flags.DEFINE_enum('stage', 'all', ['all', *STAGES],
+                  'Training stage to run; all = detection, features, reid, then the search '
+                  'metrics.')
 flags.DEFINE_enum('preset', 'synthetic', sorted(config_lib.PRESETS), 'Settings preset.')
 flags.DEFINE_string('model_dir', None, 'Checkpoints, config.json and TensorBoard logs.')
 flags.DEFINE_string('data_dir', None, 'TFDS data dir (default ~/tensorflow_datasets).')
@@ -98,6 +105,43 @@ def _run_reid_stage(stage: str, manual_dir, strategy) -> dict:
                            strategy=strategy)
 
 
+def _run_stage(stage: str, manual_dir, strategy) -> dict:
+    if stage == 'detection':
+        overrides = {f.name: FLAGS[f.name].value
+                     for f in dataclasses.fields(config_lib.DetectionConfig)}
+        config = config_lib.resolve(FLAGS.preset, overrides)
+        return detection.train_detector(config, FLAGS.model_dir, data_dir=FLAGS.data_dir,
+                                        manual_dir=manual_dir, strategy=strategy)
+    return _run_reid_stage(stage, manual_dir, strategy)
+
+
+def _run_all(manual_dir, strategy) -> dict:
+    """detection -> features -> reid; each stage resumes (or skips) what a previous run did."""
+    started = time.perf_counter()
+    summary = {}
+    for number, stage in enumerate(STAGES, start=1):
+        print(f'== {number}/{len(STAGES)} {stage}', flush=True)
+        stage_started = time.perf_counter()
+        metrics = _run_stage(stage, manual_dir, strategy)
+        summary[f'{stage}_minutes'] = (time.perf_counter() - stage_started) / 60
+        if stage == 'detection':
+            summary.update({f'detection_{k}': v for k, v in metrics.items()})
+        elif stage == 'reid':
+            summary.update(metrics)
+    summary['total_minutes'] = (time.perf_counter() - started) / 60
+    path = os.path.join(FLAGS.model_dir, 'results.json')
+    with tf.io.gfile.GFile(path, 'w') as f:
+        json.dump(summary, f, indent=2, sort_keys=True)
+    if 'mAP' in summary:
+        dataset = config_lib.resolve_reid(FLAGS.preset, {
+            f.name: FLAGS[f.name].value for f in dataclasses.fields(config_lib.ReidConfig)
+        }).reid_validation
+        print(f'person search on {dataset}: mAP {summary["mAP"]:.4f}, top-1 {summary["top1"]:.4f}'
+              f' (detection AP {summary["det_ap"]:.4f}); {summary["total_minutes"]:.1f} minutes;'
+              f' wrote {path}', flush=True)
+    return summary
+
+
 def main(argv):
     del argv
     if FLAGS.num_cpu_devices:
@@ -109,14 +153,10 @@ def main(argv):
         strategy = tf.distribute.MirroredStrategy(
             [d.name for d in tf.config.list_logical_devices('CPU')])
     manual_dir = _manual_dir(FLAGS.manual_dir)
-    if FLAGS.stage == 'detection':
-        overrides = {f.name: FLAGS[f.name].value
-                     for f in dataclasses.fields(config_lib.DetectionConfig)}
-        config = config_lib.resolve(FLAGS.preset, overrides)
-        metrics = detection.train_detector(config, FLAGS.model_dir, data_dir=FLAGS.data_dir,
-                                           manual_dir=manual_dir, strategy=strategy)
+    if FLAGS.stage == 'all':
+        metrics = _run_all(manual_dir, strategy)
     else:
-        metrics = _run_reid_stage(FLAGS.stage, manual_dir, strategy)
+        metrics = _run_stage(FLAGS.stage, manual_dir, strategy)
     print(json.dumps({'stage': FLAGS.stage, 'model_dir': FLAGS.model_dir, **metrics}))
 
 

@@ -150,6 +150,7 @@ class ReidTrainer:
                                                  * self.steps_per_epoch)))
         self.schedule = LinearCosineDecayWithWarmup(config.reid_learning_rate, self.total_steps,
                                                     warmup_steps=warmup)
+        tf.keras.utils.set_random_seed(config.reid_seed)   # the embedding layer's initialisation
         with self.strategy.scope():
             self.branch: ReidBranch = build_reid_branch(detector.variant, config.embedding_dim,
                                                         config.reid_freeze_batch_norm)
@@ -308,6 +309,28 @@ def train_reid(config: ReidConfig, output_dir: str, pooled_dir: str,
         detector, detection_config, _ = restore_detector(detection_model_dir, checkpoint)
     return ReidTrainer(config, output_dir, pooled_dir, detector, detection_config.image_size,
                        data_dir, manual_dir, strategy).train()
+
+
+def locate_stage2(path: str) -> tuple[str, str | None]:
+    """(stage-2 directory, checkpoint or None = latest) for what a user may point at.
+
+    Accepts a `train.py --model_dir` (its `reid/`), a stage-2 directory (`config.json` and
+    `checkpoints/`), or a stage-2 checkpoint prefix (`.../reid/checkpoints/ckpt-84`).
+
+    Raises:
+        ValueError: none of these, naming the path.
+    """
+    path = path.rstrip('/')
+    if tf.io.gfile.exists(os.path.join(path, 'reid', 'config.json')):
+        return os.path.join(path, 'reid'), None
+    if tf.io.gfile.exists(os.path.join(path, 'config.json')) and \
+            tf.io.gfile.isdir(os.path.join(path, 'checkpoints')):
+        return path, None
+    if tf.io.gfile.exists(path + '.index'):
+        return os.path.dirname(os.path.dirname(path)), path
+    raise ValueError(f'{path} is neither a train.py model_dir with a finished stage 2 '
+                     f'(<model_dir>/reid/config.json), a stage-2 directory, nor a stage-2 '
+                     f'checkpoint (<model_dir>/reid/checkpoints/ckpt-N); run train.py first')
 
 
 def load_joint_model(reid_dir: str, checkpoint: str | None = None,

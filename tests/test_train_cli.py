@@ -1,0 +1,96 @@
+"""The main job in miniature: `train.py` (stage `all`) on `synthetic_person_search/tiny`, then
+`evaluate.py --checkpoint` on the model it wrote (detections, ground-truth boxes, predictions
+file)."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ps_tf.evaluation import predictions as predictions_lib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DATASET = 'synthetic_person_search/tiny'
+
+# Tiny everything: 64-px J4, 2 detection steps, 2 re-ID steps (float32: see the detection tests).
+TINY_FLAGS = [
+    '--preset=synthetic', '--variant=J4', '--image_size=64', '--batch_size=2', '--epochs=0.5',
+    '--mixed_precision=float32', f'--datasets={DATASET}:1', f'--validation={DATASET}:gallery',
+    '--eval_every=0', f'--reid_datasets={DATASET}', f'--reid_validation={DATASET}',
+    '--images_per_shard=4', '--pooling_batch_size=4', '--embedding_dim=8',
+    '--identities_per_batch=2', '--samples_per_identity=2', '--semi_hard_epochs=1',
+    '--hard_epochs=1', '--reid_steps_per_epoch=1',
+]
+
+
+def _run(script, *flags, timeout=600):
+    return subprocess.run([sys.executable, str(ROOT / script), *flags], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, tiny_synthetic_data_dir):
+    model_dir = tmp_path_factory.mktemp('main_job')
+    result = _run('train.py', f'--model_dir={model_dir}', f'--data_dir={tiny_synthetic_data_dir}',
+                  *TINY_FLAGS)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return model_dir, result.stdout
+
+
+def test_stage_all_runs_every_stage_and_reports_search_metrics(trained):
+    model_dir, stdout = trained
+    for marker in ('== 1/3 detection', '== 2/3 features', '== 3/3 reid',
+                   f'person search on {DATASET}: mAP'):
+        assert marker in stdout
+    results = json.loads((model_dir / 'results.json').read_text())
+    for key in ('mAP', 'top1', 'det_ap', 'detection_det_ap', 'total_minutes'):
+        assert 0.0 <= results[key] <= (1.0 if key != 'total_minutes' else 60.0), key
+    assert (model_dir / 'config.json').exists() and (model_dir / 'reid' / 'config.json').exists()
+    assert json.loads((model_dir / 'pooled' / 'manifest.json').read_text())['variant'] == 'J4'
+
+
+def test_rerun_resumes_without_training_again(trained, tiny_synthetic_data_dir):
+    model_dir, _ = trained
+    result = _run('train.py', f'--model_dir={model_dir}', f'--data_dir={tiny_synthetic_data_dir}',
+                  *TINY_FLAGS)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert 'stage 1 (detection' not in result.stdout and 'stage 2 (re-ID' not in result.stdout
+    before = json.loads((model_dir / 'results.json').read_text())
+    assert f'mAP {before["mAP"]:.4f}' in result.stdout   # same model, same metrics
+
+
+@pytest.mark.parametrize('use_gt_boxes', [False, True])
+def test_evaluate_checkpoint(trained, tiny_synthetic_data_dir, tmp_path, use_gt_boxes):
+    model_dir, _ = trained
+    predictions_path, output = tmp_path / 'predictions.npz', tmp_path / 'metrics.json'
+    flags = [f'--dataset={DATASET}', f'--data_dir={tiny_synthetic_data_dir}',
+             f'--checkpoint={model_dir}', f'--write_predictions={predictions_path}',
+             f'--output_json={output}'] + (['--use_gt_boxes'] if use_gt_boxes else [])
+    result = _run('evaluate.py', *flags)
+    assert result.returncode == 0, result.stderr[-4000:]
+    rows = json.loads(output.read_text())['results']
+    assert rows and all(row['use_gt_boxes'] == use_gt_boxes for row in rows)
+    predictions = predictions_lib.read_predictions(str(predictions_path))
+    assert predictions.query_embeddings.shape == (3, 8)
+    np.testing.assert_allclose(np.linalg.norm(predictions.query_embeddings, axis=1), 1.0,
+                               rtol=1e-5)
+    if use_gt_boxes:
+        # Every ground-truth box embedded with score 1: detection recall is complete.
+        assert np.all(predictions.det_scores == 1.0)
+        assert all(row['det_recall'] == 1.0 for row in rows)
+    # The predictions file scores the same when evaluated on its own.
+    again = _run('evaluate.py', f'--dataset={DATASET}', f'--data_dir={tiny_synthetic_data_dir}',
+                 f'--predictions={predictions_path}', f'--output_json={tmp_path / "again.json"}')
+    assert again.returncode == 0, again.stderr[-4000:]
+    again_rows = json.loads((tmp_path / 'again.json').read_text())['results']
+    assert [r['mAP'] for r in again_rows] == [r['mAP'] for r in rows]
+
+
+def test_evaluate_checkpoint_errors_name_the_path(tmp_path, tiny_synthetic_data_dir):
+    result = _run('evaluate.py', f'--dataset={DATASET}', f'--data_dir={tiny_synthetic_data_dir}',
+                  f'--checkpoint={tmp_path}')
+    assert result.returncode != 0
+    assert str(tmp_path) in result.stderr and 'train.py' in result.stderr

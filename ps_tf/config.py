@@ -141,6 +141,8 @@ class ReidConfig:
             losses expect (raw embeddings let the semi-hard loss shrink by scaling them up:
             on synthetic data their norm grew to ~30 and search mAP was lower); inference always
             normalises.
+        reid_mixed_precision: the replicated stages' precision, as `mixed_precision` of
+            stage 1 ('float32', 'bfloat16' or 'auto').
         reid_freeze_batch_norm: keep the replicated stages' batch norm in inference mode with the
             detector's statistics (training and inference then see the same normalisation).
         reid_validation: TFDS dataset whose gallery/query splits are searched periodically
@@ -165,6 +167,7 @@ class ReidConfig:
     margin: float = 0.5
     normalize_for_loss: bool = True
     reid_freeze_batch_norm: bool = False
+    reid_mixed_precision: str = 'float32'
     reid_validation: str = 'cuhk_sysu'
     reid_log_every: int = 100
     reid_checkpoint_every: int = 1000

@@ -80,8 +80,8 @@ class ReidBranch(tf.keras.Model):
         self.pooled_shape = pooled_shape(variant)
         self.embedding_dim = embedding_dim
         self.rest = rest
-        self.pool = tf.keras.layers.GlobalAveragePooling2D(name='global_pool')
-        self.embedding = tf.keras.layers.Dense(embedding_dim, name='embedding')
+        self.pool = tf.keras.layers.GlobalAveragePooling2D(dtype='float32', name='global_pool')
+        self.embedding = tf.keras.layers.Dense(embedding_dim, dtype='float32', name='embedding')
 
     def call(self, pooled: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         """(M, h, w, c) float32 pooled features -> (M, E) unnormalised embeddings."""
@@ -98,8 +98,8 @@ class ReidBranch(tf.keras.Model):
             lambda: tf.zeros([0, self.embedding_dim], tf.float32))
 
 
-def build_reid_branch(variant: str, embedding_dim: int = 128,
-                      freeze_batch_norm: bool = False) -> ReidBranch:
+def build_reid_branch(variant: str, embedding_dim: int = 128, freeze_batch_norm: bool = False,
+                      policy: str = 'float32') -> ReidBranch:
     """A re-ID branch with fresh (random) replicated stages; its variables are created here.
 
     Initialise it from a trained detector with `copy_detector_stages`.
@@ -109,9 +109,17 @@ def build_reid_branch(variant: str, embedding_dim: int = 128,
         embedding_dim: E.
         freeze_batch_norm: run the stages' batch norm in inference mode with fixed parameters
             (the detector's statistics), in training as at inference.
+        policy: Keras dtype policy of the replicated stages, 'float32' or 'mixed_bfloat16'
+            (bfloat16 compute, float32 variables); the embedding layer always computes in
+            float32, so embeddings and losses are float32 either way.
     """
-    _, rest = split_resnet50(variant, freeze_batch_norm=freeze_batch_norm)
-    branch = ReidBranch(variant, rest, embedding_dim, name=f'reid_{variant}')
+    previous = tf.keras.mixed_precision.global_policy()
+    tf.keras.mixed_precision.set_global_policy(policy)
+    try:
+        _, rest = split_resnet50(variant, freeze_batch_norm=freeze_batch_norm)
+        branch = ReidBranch(variant, rest, embedding_dim, name=f'reid_{variant}')
+    finally:
+        tf.keras.mixed_precision.set_global_policy(previous)
     branch(tf.zeros((1,) + pooled_shape(variant)), training=False)
     return branch
 

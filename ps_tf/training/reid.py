@@ -38,9 +38,16 @@ from ps_tf.models.reid import ReidBranch, build_reid_branch, copy_detector_stage
 from ps_tf.models.retinanet import RetinaNetDetector
 from ps_tf.schedules import LinearCosineDecayWithWarmup
 from ps_tf.training import pooled_manifest
+from ps_tf.training.detection import MIXED_PRECISION_POLICIES, resolve_mixed_precision
 from ps_tf.training.feature_pooling import restore_detector
 
 SEMI_HARD, HARD = 'semi_hard', 'hard'
+
+
+def reid_policy(setting: str) -> str:
+    """The Keras dtype policy of a `reid_mixed_precision` setting ('auto' resolved as in stage
+    1)."""
+    return MIXED_PRECISION_POLICIES[resolve_mixed_precision(setting)]
 
 
 def triplet_statistics(embeddings: tf.Tensor, labels: tf.Tensor,
@@ -152,8 +159,9 @@ class ReidTrainer:
                                                     warmup_steps=warmup)
         tf.keras.utils.set_random_seed(config.reid_seed)   # the embedding layer's initialisation
         with self.strategy.scope():
-            self.branch: ReidBranch = build_reid_branch(detector.variant, config.embedding_dim,
-                                                        config.reid_freeze_batch_norm)
+            self.branch: ReidBranch = build_reid_branch(
+                detector.variant, config.embedding_dim, config.reid_freeze_batch_norm,
+                reid_policy(config.reid_mixed_precision))
             copy_detector_stages(self.branch, detector.rest)
             self.optimizer = tf.keras.optimizers.Adam(self.schedule)
             self.checkpoint = tf.train.Checkpoint(reid=self.branch, optimizer=self.optimizer)
@@ -362,7 +370,8 @@ def load_joint_model(reid_dir: str, checkpoint: str | None = None,
     detector, detection_config, _ = restore_detector(
         detection_model_dir or os.path.dirname(os.path.dirname(source)), source)
     branch = build_reid_branch(detector.variant, saved['embedding_dim'],
-                               saved.get('reid_freeze_batch_norm', False))
+                               saved.get('reid_freeze_batch_norm', False),
+                               reid_policy(saved.get('reid_mixed_precision', 'float32')))
     tf.train.Checkpoint(reid=branch).restore(checkpoint).expect_partial() \
         .assert_existing_objects_matched()
     return JointModel(detector, branch), detection_config.image_size

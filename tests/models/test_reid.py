@@ -61,3 +61,19 @@ def test_replicated_stages_start_from_the_detector_stages(branch):
     other = tf.keras.Sequential([tf.keras.layers.Dense(3, input_shape=(4,))])
     with pytest.raises(ValueError, match='same variant'):
         reid.copy_detector_stages(branch, other)
+
+
+def test_bfloat16_branch_computes_in_bfloat16_and_embeds_in_float32(branch):
+    mixed = reid.build_reid_branch('J4', embedding_dim=16, policy='mixed_bfloat16')
+    assert tf.keras.mixed_precision.global_policy().name == 'float32'   # restored
+    convolution = next(layer for layer in mixed.rest.layers
+                       if isinstance(layer, tf.keras.layers.Conv2D))
+    assert convolution.compute_dtype == 'bfloat16' and convolution.dtype == 'float32'
+    for source, target in zip(branch.weights, mixed.weights):
+        target.assign(source)
+    pooled = tf.random.stateless_uniform((4,) + reid.pooled_shape('J4'), seed=(1, 2))
+    embeddings = mixed.embed(pooled)
+    assert embeddings.dtype == tf.float32
+    # Same weights, same embeddings up to bfloat16 rounding.
+    cosine = tf.reduce_sum(embeddings * branch.embed(pooled), axis=-1).numpy()
+    assert np.all(cosine > 0.99), cosine

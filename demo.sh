@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# The main job, from a fresh clone: set up .venv (once) and run ps_tf on the embedded synthetic
-# person-search dataset (no download). Outputs land in runs/demo/.
-#
-# Today the job builds the synthetic dataset and writes a preview of it; the training issues
-# extend it to the full pipeline (train -> evaluate -> export -> search) with the same command.
+# The main job, from a fresh clone: set up .venv (once) and run ps_tf end to end on the embedded
+# synthetic person-search dataset (no download): build and preview the data, train the detector
+# (stage 1), pool features and train the re-ID branch (stage 2), then print the search mAP and
+# top-1 on the synthetic test split. Outputs land in runs/demo/; rerunning resumes.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -17,9 +16,13 @@ fi
 
 OUT=runs/demo
 mkdir -p "$OUT"
-echo "== 1/1 synthetic dataset: build synthetic_person_search/default and preview it"
+echo "== synthetic dataset: build synthetic_person_search/default and preview it"
 .venv/bin/python preview.py --dataset=synthetic_person_search/default --split=train \
     --num_images=12 --output="$OUT/preview_train.png"
 .venv/bin/python preview.py --dataset=synthetic_person_search/default --split=query \
     --num_images=8 --output="$OUT/preview_query.png"
-echo "done: see $OUT/preview_train.png and $OUT/preview_query.png"
+echo "previews: $OUT/preview_train.png, $OUT/preview_query.png"
+
+echo "== training: detection -> pooled features -> re-ID -> search metrics (synthetic preset)"
+.venv/bin/python train.py --preset=synthetic --model_dir="$OUT/model"
+echo "done: model, TensorBoard logs and results.json in $OUT/model (tensorboard --logdir=$OUT/model)"

@@ -136,9 +136,10 @@ def _run_all(manual_dir, strategy) -> dict:
         dataset = config_lib.resolve_reid(FLAGS.preset, {
             f.name: FLAGS[f.name].value for f in dataclasses.fields(config_lib.ReidConfig)
         }).reid_validation
+        gallery = f'gallery {summary["gallery_size"]}, ' if summary.get('gallery_size') else ''
         print(f'person search on {dataset}: mAP {summary["mAP"]:.4f}, top-1 {summary["top1"]:.4f}'
-              f' (detection AP {summary["det_ap"]:.4f}); {summary["total_minutes"]:.1f} minutes;'
-              f' wrote {path}', flush=True)
+              f' ({gallery}detection AP {summary["det_ap"]:.4f}); '
+              f'{summary["total_minutes"]:.1f} minutes; wrote {path}', flush=True)
     return summary
 
 

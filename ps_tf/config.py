@@ -71,12 +71,13 @@ class DetectionConfig:
 
 PRESETS: dict[str, DetectionConfig] = {
     'paper': DetectionConfig(),
+    # ~700 steps of 8 images (the default split has ~1,600 training images: 203 steps/epoch).
     'synthetic': DetectionConfig(
-        image_size=320, batch_size=8, epochs=16.0, base_learning_rate=0.02, warmup_epochs=0.5,
+        image_size=320, batch_size=8, epochs=3.5, base_learning_rate=0.02, warmup_epochs=0.15,
         datasets='synthetic_person_search/default:1',
         validation='synthetic_person_search/default:gallery', validation_images=0,
         weights='none', freeze_batch_norm=False, head_batch_norm=True, anchor_size=2.5,
-        mixed_precision='auto', log_every=10, checkpoint_every=100, eval_every=200),
+        mixed_precision='auto', log_every=10, checkpoint_every=100, eval_every=250),
 }
 
 
@@ -177,13 +178,13 @@ class ReidConfig:
 
 REID_PRESETS: dict[str, ReidConfig] = {
     'paper': ReidConfig(),
-    # The default synthetic split has 100 training identities: 16 x 4 batches, 7 per epoch;
-    # 84 steps of J3 take about 3.5 minutes on 2 busy CPU cores (2.5 s/step).
+    # The default synthetic split has 400 training identities: 16 x 4 batches, 25 per epoch.
     'synthetic': ReidConfig(
-        reid_datasets='synthetic_person_search/default', images_per_shard=100,
+        reid_datasets='synthetic_person_search/default', images_per_shard=200,
         identities_per_batch=16, samples_per_identity=4, semi_hard_epochs=6.0, hard_epochs=6.0,
         reid_learning_rate=3e-4, reid_validation='synthetic_person_search/default',
-        reid_log_every=5, reid_checkpoint_every=20, reid_eval_every=0),
+        reid_mixed_precision='auto', reid_log_every=10, reid_checkpoint_every=50,
+        reid_eval_every=0),
 }
 
 

@@ -4,6 +4,7 @@ file)."""
 
 import json
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -94,3 +95,18 @@ def test_evaluate_checkpoint_errors_name_the_path(tmp_path, tiny_synthetic_data_
                   f'--checkpoint={tmp_path}')
     assert result.returncode != 0
     assert str(tmp_path) in result.stderr and 'train.py' in result.stderr
+
+
+def test_stage2_trains_on_two_logical_cpu_devices(trained, tiny_synthetic_data_dir, tmp_path):
+    # Stage 2 alone, from the trained run's stage 1 and pooled features, under MirroredStrategy:
+    # each replica gets P / 2 whole identities of every batch.
+    model_dir, _ = trained
+    shutil.copytree(model_dir / 'pooled', tmp_path / 'pooled')
+    result = _run('train.py', '--stage=reid', f'--model_dir={tmp_path}',
+                  f'--detection_model_dir={model_dir}', f'--data_dir={tiny_synthetic_data_dir}',
+                  '--num_cpu_devices=2', *TINY_FLAGS, '--identities_per_batch=4')
+    assert result.returncode == 0, result.stderr[-4000:]
+    saved = json.loads((tmp_path / 'reid' / 'config.json').read_text())
+    assert saved['num_replicas'] == 2 and saved['total_steps'] == 2
+    final = json.loads(result.stdout.strip().splitlines()[-1])
+    assert final['stage'] == 'reid' and 0.0 <= final['mAP'] <= 1.0

@@ -42,6 +42,7 @@ from ps_tf.training.detection import MIXED_PRECISION_POLICIES, resolve_mixed_pre
 from ps_tf.training.feature_pooling import restore_detector
 
 SEMI_HARD, HARD = 'semi_hard', 'hard'
+HEADLINE_GALLERY_SIZE = 100   # CUHK-SYSU's standard gallery size
 
 
 def reid_policy(setting: str) -> str:
@@ -90,9 +91,10 @@ def search_metrics(joint: JointModel, dataset: str, image_size: int, batch_size:
                    data_dir: str | None = None, manual_dir=None) -> dict[str, float]:
     """Search mAP / top-1 of the joint model on `dataset`'s gallery and query splits.
 
-    A thin layer over `ps_tf.evaluation` (protocol, predictions, evaluator): the first row the
-    evaluator returns (the smallest CUHK-SYSU-style gallery, or PRW's standard gallery) gives
-    `mAP` and `top1`; every row also gives `mAP/<gallery>` and `top1/<gallery>`.
+    A thin layer over `ps_tf.evaluation` (protocol, predictions, evaluator). `mAP` and `top1` are
+    the headline: CUHK-SYSU's gallery of 100 (else the largest finite gallery size the dataset
+    defines; PRW: its one gallery); every row also gives `mAP/<gallery>` and `top1/<gallery>`
+    (-1 = the full set).
     """
     from ps_tf import search_inference
     from ps_tf.evaluation import evaluator, predictions, protocol
@@ -101,7 +103,14 @@ def search_metrics(joint: JointModel, dataset: str, image_size: int, batch_size:
                                               data_dir=data_dir, manual_dir=manual_dir)
     rows = evaluator.evaluate_predictions(protocol.load_protocol(dataset, data_dir),
                                           predictions.Predictions(**arrays))
-    metrics = {'mAP': rows[0]['mAP'], 'top1': rows[0]['top1'], 'det_ap': rows[0]['det_ap']}
+    metrics = {'gallery_size': None}
+    sizes = [row['gallery_size'] for row in rows if row.get('gallery_size', -1) > 0]
+    headline = rows[0]
+    if sizes:
+        size = HEADLINE_GALLERY_SIZE if HEADLINE_GALLERY_SIZE in sizes else max(sizes)
+        headline = next(row for row in rows if row.get('gallery_size') == size)
+        metrics['gallery_size'] = size
+    metrics.update(mAP=headline['mAP'], top1=headline['top1'], det_ap=headline['det_ap'])
     for row in rows:
         gallery = row.get('gallery_size', row.get('gallery'))
         metrics[f'mAP/{gallery}'] = row['mAP']
@@ -237,7 +246,8 @@ class ReidTrainer:
                     image_size=self.image_size, pooled_dir=self.manifest.directory,
                     source_checkpoint=self.manifest.source_checkpoint,
                     total_steps=self.total_steps, semi_hard_steps=self.semi_hard_steps,
-                    steps_per_epoch=self.steps_per_epoch)
+                    steps_per_epoch=self.steps_per_epoch,
+                    num_replicas=self.strategy.num_replicas_in_sync)
         self.restore()
         if self.step >= self.total_steps:
             logging.info('stage 2 already trained (%d steps)', self.step)
@@ -298,9 +308,12 @@ class ReidTrainer:
         writer = tf.summary.create_file_writer(os.path.join(self.output_dir, 'validation'))
         with writer.as_default(step=self.step):
             for name, value in metrics.items():
-                tf.summary.scalar(f'search/{name}', value)
+                if name != 'gallery_size':
+                    tf.summary.scalar(f'search/{name}', value)
+        gallery = f'gallery {metrics["gallery_size"]}, ' if metrics['gallery_size'] else ''
         print(f'validation {dataset} at step {self.step}: search mAP {metrics["mAP"]:.4f}, '
-              f'top-1 {metrics["top1"]:.4f} (detection AP {metrics["det_ap"]:.4f})', flush=True)
+              f'top-1 {metrics["top1"]:.4f} ({gallery}detection AP {metrics["det_ap"]:.4f})',
+              flush=True)
         return metrics
 
 

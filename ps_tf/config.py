@@ -178,10 +178,11 @@ class ReidConfig:
 
 REID_PRESETS: dict[str, ReidConfig] = {
     'paper': ReidConfig(),
-    # The default synthetic split has 400 training identities: 16 x 4 batches, 25 per epoch.
+    # The default synthetic split has 400 training identities: 16 x 4 batches, 25 per epoch; 400
+    # steps (more help: 300 -> 600 steps raised search mAP at gallery 100 from 0.48 to 0.54).
     'synthetic': ReidConfig(
         reid_datasets='synthetic_person_search/default', images_per_shard=200,
-        identities_per_batch=16, samples_per_identity=4, semi_hard_epochs=6.0, hard_epochs=6.0,
+        identities_per_batch=16, samples_per_identity=4, semi_hard_epochs=8.0, hard_epochs=8.0,
         reid_learning_rate=3e-4, reid_validation='synthetic_person_search/default',
         reid_mixed_precision='auto', reid_log_every=10, reid_checkpoint_every=50,
         reid_eval_every=0),

@@ -1,0 +1,193 @@
+"""export/export_saved_model.py, the SavedModel's signatures, and the serving client's requests.
+
+One random-weight J4 model (64 px, 8-d embeddings, score threshold 0 so that every image has
+`max_detections` detections) is exported once for the module; the export itself reloads it in
+a fresh process and compares every signature's outputs.
+"""
+
+import base64
+import importlib.util
+import json
+import os
+import pathlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ps_tf import serving
+from ps_tf.data.detection_parser import boxes_to_original, resize_and_pad
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+MAX_DETECTIONS = 6
+
+
+def _load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+export_lib = _load('export_saved_model', ROOT / 'export' / 'export_saved_model.py')
+serving_client = _load('serving_client', ROOT / 'export' / 'serving_client.py')
+# The random-weight model directory and the search CLI, shared with the search tests.
+search_tests = _load('search_tests', ROOT / 'tests' / 'test_search.py')
+
+
+@pytest.fixture(scope='module')
+def exported(tmp_path_factory):
+    model_dir = search_tests.random_model_dir(str(tmp_path_factory.mktemp('model')))
+    module = serving.load_serving_module(model_dir, score_threshold=0.0,
+                                         max_detections=MAX_DETECTIONS)
+    export_dir = str(tmp_path_factory.mktemp('export'))
+    path, differences = export_lib.export(module, export_dir, version=3)
+    return model_dir, module, export_dir, path, differences
+
+
+@pytest.fixture(scope='module')
+def loaded(exported):
+    return tf.saved_model.load(exported[3])
+
+
+def test_export_layout_and_fresh_process_outputs_equal(exported):
+    _, module, export_dir, path, differences = exported
+    assert path == os.path.join(export_dir, '3') and os.listdir(export_dir) == ['3']
+    assert {'saved_model.pb', 'variables'} <= set(os.listdir(path))
+    expected_keys = {f'{name}/{key}' for name in serving.SIGNATURE_NAMES if name != 'embed_boxes'
+                     for key in serving.DETECTION_OUTPUTS} | {'embed_boxes/embeddings'}
+    assert set(differences) == expected_keys
+    assert all(value <= export_lib.TOLERANCE[key.split('/')[1]]
+               for key, value in differences.items())
+    # ... on outputs that are not trivially empty.
+    outputs = serving.run_signatures(module.signatures(), serving.sample_inputs())
+    for name in ('serving_default', 'detect_images', 'detect_examples'):
+        np.testing.assert_array_equal(outputs[name]['num_detections'], [MAX_DETECTIONS] * 2)
+        assert outputs[name]['detection_embeddings'].shape == (2, MAX_DETECTIONS, 8)
+    assert outputs['embed_boxes']['embeddings'].shape == (2, 8)
+
+
+def test_compare_outputs_can_fail():
+    outputs = {'embed_boxes': {'embeddings': np.zeros((2, 8), np.float32)}}
+    changed = {'embed_boxes': {'embeddings': np.full((2, 8), 0.01, np.float32)}}
+    with pytest.raises(ValueError, match='differ by'):
+        export_lib.compare_outputs(outputs, changed)
+    with pytest.raises(ValueError, match='outputs'):
+        export_lib.compare_outputs(outputs, {'embed_boxes': {}})
+
+
+def test_existing_version_is_refused(exported):
+    _, module, export_dir, _, _ = exported
+    with pytest.raises(ValueError, match='exists already'):
+        export_lib.export(module, export_dir, version=3)
+
+
+def test_saved_model_cli_summary(exported):
+    summary = export_lib.show_summary(exported[3])
+    for name in serving.SIGNATURE_NAMES:
+        assert f"signature_def['{name}']" in summary
+    assert "inputs['boxes']" in summary and 'shape: (-1, 4)' in summary
+    assert f'shape: (-1, {MAX_DETECTIONS}, 4)' in summary
+
+
+def test_boxes_are_original_pixels_and_embed_boxes_reproduces_detections(exported, loaded):
+    _, module, *_ = exported
+    image = serving.sample_inputs()['detect_images']['images'][:1]          # (1, 96, 128, 3)
+    outputs = {k: v.numpy() for k, v in
+               loaded.signatures['detect_images'](images=tf.constant(image)).items()}
+    # The same through the library's steps: resize + pad, the joint model, back to original.
+    padded, image_info = resize_and_pad(image[0], module.image_size)
+    direct = module.joint.detect_and_embed(padded[None], image_info[None, 1])
+    np.testing.assert_allclose(outputs['detection_boxes'][0], boxes_to_original(
+        direct['detection_boxes'][0], image_info).numpy(), atol=1e-3)
+    boxes = outputs['detection_boxes'][0]
+    assert np.all(boxes[:, 2] > boxes[:, 0]) and np.all(boxes[:, 3] > boxes[:, 1])
+    assert boxes[:, 2].max() <= 128 and boxes[:, 3].max() <= 96     # x1, y1, x2, y2
+    # Embedding the detected boxes again (the query path) gives the detections' embeddings.
+    embedded = loaded.signatures['embed_boxes'](
+        image_bytes=tf.io.encode_png(image[0]), boxes=tf.constant(boxes))['embeddings'].numpy()
+    np.testing.assert_allclose(embedded, outputs['detection_embeddings'][0], atol=2e-3)
+
+
+def test_bad_inputs_give_clear_errors(loaded):
+    signatures = loaded.signatures
+    with pytest.raises(tf.errors.InvalidArgumentError, match='Unknown image file format'):
+        signatures['serving_default'](image_bytes=tf.constant([b'not an image']))
+    with pytest.raises(tf.errors.InvalidArgumentError, match='image/encoded'):
+        signatures['detect_examples'](
+            examples=tf.constant([tf.train.Example().SerializeToString()]))
+    png = tf.io.encode_png(tf.zeros([20, 30, 3], tf.uint8))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r'boxes must be \(M, 4\)'):
+        signatures['embed_boxes'](image_bytes=png, boxes=tf.zeros([2, 3]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match='x2 > x1'):
+        signatures['embed_boxes'](image_bytes=png, boxes=tf.constant([[10.0, 1, 5, 9]]))
+
+
+def _run(signature, inputs):
+    return {k: v.numpy() for k, v in signature(**inputs).items()}
+
+
+def _assert_same(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_rest_payloads_decode_to_the_same_outputs(loaded):
+    inputs = serving.sample_inputs()
+    images = inputs['serving_default']['image_bytes']
+    payload = json.loads(json.dumps(serving_client.rest_payload(images)))
+    assert payload['signature_name'] == 'serving_default'
+    decoded = [base64.b64decode(instance['b64']) for instance in payload['instances']]
+    sig = loaded.signatures['serving_default']
+    _assert_same(_run(sig, {'image_bytes': tf.constant(decoded)}),
+                 _run(sig, {'image_bytes': tf.constant(images)}))
+
+    boxes = inputs['embed_boxes']['boxes']
+    payload = json.loads(json.dumps(serving_client.rest_embed_payload(images[0], boxes)))
+    columns = payload['inputs']
+    sig = loaded.signatures[payload['signature_name']]
+    _assert_same(_run(sig, {'image_bytes': tf.constant(base64.b64decode(
+                            columns['image_bytes']['b64'])),
+                            'boxes': tf.constant(columns['boxes'], tf.float32)}),
+                 _run(sig, {'image_bytes': tf.constant(images[0]), 'boxes': tf.constant(boxes)}))
+
+
+def test_grpc_requests_decode_to_the_same_outputs(loaded):
+    pytest.importorskip('tensorflow_serving.apis.predict_pb2')
+    inputs = serving.sample_inputs()
+    images = inputs['serving_default']['image_bytes']
+    request = serving_client.grpc_request(images, model_name='people')
+    assert request.model_spec.name == 'people'
+    sig = loaded.signatures[request.model_spec.signature_name]
+    decoded = {key: tf.constant(tf.make_ndarray(value)) for key, value in request.inputs.items()}
+    _assert_same(_run(sig, decoded), _run(sig, {'image_bytes': tf.constant(images)}))
+
+    boxes = inputs['embed_boxes']['boxes']
+    request = serving_client.grpc_embed_request(images[0], boxes)
+    sig = loaded.signatures[request.model_spec.signature_name]
+    decoded = {key: tf.constant(tf.make_ndarray(value)) for key, value in request.inputs.items()}
+    _assert_same(_run(sig, decoded),
+                 _run(sig, {'image_bytes': tf.constant(images[0]), 'boxes': tf.constant(boxes)}))
+
+
+def test_search_from_saved_model_equals_checkpoint(exported, tmp_path):
+    model_dir, *_, path, _ = exported
+    search_cli = search_tests.search_cli
+    gallery = tmp_path / 'gallery'
+    gallery.mkdir()
+    for seed in range(2):
+        search_tests.save_png(gallery / f'{seed}.png', search_tests._gallery_image(seed))
+    query = search_tests.save_png(tmp_path / 'q.png', search_tests._gallery_image(4))
+    results = [search_cli.run(model, str(gallery), str(tmp_path / name), query_image=query,
+                              query_box='8,10,24,50', top_k=5, progress=False, **settings)
+               for model, name, settings in [
+                   (os.path.dirname(path), 'saved', {}),
+                   (model_dir, 'checkpoint', {'score_threshold': 0.0,
+                                              'max_detections': MAX_DETECTIONS})]]
+    saved, checkpoint = (result['hits'] for result in results)
+    assert len(saved) == 5
+    for a, b in zip(saved, checkpoint):
+        assert a['file'] == b['file']
+        np.testing.assert_allclose(a['box'], b['box'], atol=0.02)
+        assert abs(a['similarity'] - b['similarity']) < 1e-3

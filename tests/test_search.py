@@ -1,0 +1,310 @@
+"""search.py (folder, glob and video galleries; the reused and extended index) and the chunked
+exact search of `ps_tf.search_index`.
+
+Two models: a random-weight J4 joint model (64 px, 8-d embeddings) in train.py's directory layout
+for the pipeline (indexing, index reuse, video), and, for "finds the query at rank 1", a
+content model whose answer is unambiguous: it detects the people pasted on a black background
+and embeds a box by its mean colours, so the query person's pasted copy matches exactly. A
+random-weight ResNet cannot play that part: its embeddings of all boxes have cosine >= 0.99.
+"""
+
+import dataclasses
+import importlib.util
+import io
+import json
+import os
+import pathlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ps_tf.search_index import GalleryIndex, SourceKey, top_k_cosine
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+IMAGE = 64
+
+
+def _load_search_cli():
+    spec = importlib.util.spec_from_file_location('search_cli', ROOT / 'search.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+search_cli = _load_search_cli()
+
+
+def random_model_dir(model_dir: str, embedding_dim: int = 8) -> str:
+    """A train.py model_dir (stage 1 + stage 2 layout) holding a random-weight J4 model."""
+    import tensorflow as tf
+
+    from ps_tf import config as config_lib
+    from ps_tf.models.reid import build_reid_branch
+    from ps_tf.training import detection
+
+    config = dataclasses.replace(config_lib.PRESETS['synthetic'], variant='J4', image_size=IMAGE)
+    config_lib.save_config(config, model_dir)
+    tf.keras.utils.set_random_seed(0)
+    detector = detection.build_model(config)
+    detector(tf.zeros([1, IMAGE, IMAGE, 3]), training=False)
+    source = tf.train.Checkpoint(model=detector).save(os.path.join(model_dir, 'checkpoints',
+                                                                   'ckpt'))
+    reid_dir = os.path.join(model_dir, 'reid')
+    tf.train.Checkpoint(reid=build_reid_branch('J4', embedding_dim)).save(
+        os.path.join(reid_dir, 'checkpoints', 'ckpt'))
+    with open(os.path.join(reid_dir, 'config.json'), 'w') as f:
+        json.dump({'source_checkpoint': source, 'embedding_dim': embedding_dim,
+                   'variant': 'J4'}, f)
+    return model_dir
+
+
+def person(seed: int, height: int = 40, width: int = 16) -> np.ndarray:
+    """A 'person': head, torso, legs and stripes in colours (>= 60) fixed by the seed."""
+    colours = np.random.default_rng(seed).integers(60, 256, (4, 3))
+    crop = np.zeros((height, width, 3), np.uint8)
+    crop[:height // 4], crop[height // 4:height * 3 // 5] = colours[0], colours[1]
+    crop[height * 3 // 5:], crop[height // 4:height * 3 // 5:4] = colours[2], colours[3]
+    return crop
+
+
+def scene(people, size=(72, 96), background: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W, 3) image with `people` [(crop, (x1, y1)), ...] pasted; their x1, y1, x2, y2."""
+    image = np.full(size + (3,), background, np.uint8)
+    boxes = []
+    for crop, (x, y) in people:
+        image[y:y + crop.shape[0], x:x + crop.shape[1]] = crop
+        boxes.append([x, y, x + crop.shape[1], y + crop.shape[0]])
+    return image, np.asarray(boxes, np.float32)
+
+
+def save_png(path, image) -> str:
+    Image.fromarray(image).save(path)
+    return str(path)
+
+
+def iou(a, b) -> float:
+    inter = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    area = lambda box: (box[2] - box[0]) * (box[3] - box[1])
+    return inter / (area(a) + area(b) - inter)
+
+
+# --------------------------------------------------------------------- content model (rank 1)
+
+def _colour_embedding(crop: np.ndarray) -> np.ndarray:
+    grid = np.asarray(Image.fromarray(crop).resize((2, 4), Image.BOX), np.float32).reshape(-1)
+    return grid / np.linalg.norm(grid)
+
+
+def content_searcher(max_detections: int = 4):
+    from scipy import ndimage
+
+    def detect_images(images):
+        boxes = np.zeros((len(images), max_detections, 4), np.float32)
+        scores = np.zeros((len(images), max_detections), np.float32)
+        embeddings = np.zeros((len(images), max_detections, 24), np.float32)
+        counts = np.zeros(len(images), np.int32)
+        for i, image in enumerate(np.asarray(images)):
+            labels, _ = ndimage.label(image.max(axis=-1) > 30)
+            for k, (rows, cols) in enumerate(ndimage.find_objects(labels)[:max_detections]):
+                boxes[i, k] = [cols.start, rows.start, cols.stop, rows.stop]
+                scores[i, k] = 0.9
+                embeddings[i, k] = _colour_embedding(image[rows, cols])
+                counts[i] = k + 1
+        return {'detection_boxes': boxes, 'detection_scores': scores, 'num_detections': counts,
+                'detection_embeddings': embeddings}
+
+    def embed_boxes(image_bytes, boxes):
+        image = np.asarray(Image.open(io.BytesIO(image_bytes)).convert('RGB'))
+        return {'embeddings': np.stack([_colour_embedding(image[int(y1):int(y2), int(x1):int(x2)])
+                                        for x1, y1, x2, y2 in boxes])}
+
+    return search_cli.Searcher(detect_images, embed_boxes, 24, 'content-model')
+
+
+def test_finds_the_query_person_at_rank_1(tmp_path):
+    alice, bob, carol, dave = (person(seed) for seed in range(4))
+    query, query_boxes = scene([(alice, (10, 20)), (bob, (60, 12))])
+    query_path = save_png(tmp_path / 'query.png', query)
+    gallery = tmp_path / 'gallery'
+    gallery.mkdir()
+    truth = {}
+    for name, people in [('a.png', [(carol, (4, 8)), (alice, (70, 30))]),
+                         ('b.png', [(bob, (30, 20)), (dave, (70, 2))]),
+                         ('c.png', [(dave, (5, 5)), (carol, (40, 30))])]:
+        image, boxes = scene(people)
+        save_png(gallery / name, image)
+        truth[name] = boxes
+    box_flag = ','.join(str(v) for v in query_boxes[0])
+    result = search_cli.run('unused', str(gallery), str(tmp_path / 'out'), query_image=query_path,
+                            query_box=box_flag, top_k=3, searcher=content_searcher())
+    hits = result['hits']
+    assert [hit['rank'] for hit in hits] == [1, 2, 3]
+    assert os.path.basename(hits[0]['file']) == 'a.png' and hits[0]['frame_time'] is None
+    assert iou(hits[0]['box'], truth['a.png'][1]) > 0.9
+    assert hits[0]['similarity'] > 0.999 > hits[1]['similarity']
+    assert hits[0]['similarity'] >= hits[1]['similarity'] >= hits[2]['similarity']
+    written = json.loads((tmp_path / 'out' / 'hits.json').read_text())
+    assert written['hits'] == hits and written['query_box'] == query_boxes[0].tolist()
+    sheet = Image.open(result['contact_sheet'])
+    assert sheet.size == (4 * 240, 180)    # the query and 3 hits in one row
+    # The same person given as a crop: same answer.
+    crop_path = save_png(tmp_path / 'crop.png', alice)
+    by_crop = search_cli.run('unused', str(gallery / '*.png'), str(tmp_path / 'out2'),
+                             query_crop=crop_path, top_k=1, searcher=content_searcher())
+    assert os.path.basename(by_crop['hits'][0]['file']) == 'a.png'
+    assert by_crop['hits'][0]['box'] == hits[0]['box']
+    # Detections below --min_score (every one of this model scores 0.9) are not ranked.
+    strict = search_cli.run('unused', str(gallery), str(tmp_path / 'out3'), query_crop=crop_path,
+                            top_k=3, searcher=content_searcher(), min_score=0.95)
+    assert strict['hits'] == [] and strict['indexed_files'] == 3
+
+
+# --------------------------------------------------------------------- the joint model
+
+@pytest.fixture(scope='module')
+def searcher(tmp_path_factory):
+    model_dir = random_model_dir(str(tmp_path_factory.mktemp('model')))
+    return search_cli.Searcher.load(model_dir, score_threshold=0.0, max_detections=5)
+
+
+def _gallery_image(seed: int) -> np.ndarray:
+    people = [(person(seed), (8 + 7 * seed, 10)), (person(seed + 10), (60, 20))]
+    return scene(people, background=40 + 10 * seed)[0]
+
+
+def test_index_is_reused_and_extended(searcher, tmp_path):
+    gallery = tmp_path / 'gallery'
+    gallery.mkdir()
+    for seed in range(2):
+        save_png(gallery / f'{seed}.png', _gallery_image(seed))
+    query = save_png(tmp_path / 'query.png', _gallery_image(5))
+    index_path = str(tmp_path / 'index' / 'gallery.npz')
+
+    def search():
+        return search_cli.run('unused', str(gallery), str(tmp_path / 'out'), query_image=query,
+                              query_box='10,10,30,50', index=index_path, top_k=4,
+                              searcher=searcher, progress=False, min_score=0.0)
+
+    first = search()
+    assert first['indexed_files'] == 2 and first['model_calls'] == 3   # 2 images + the query
+    assert len(first['hits']) == 4 and all(-1.0 <= h['similarity'] <= 1.0 for h in first['hits'])
+    before = GalleryIndex.load(index_path)
+    assert len(before) == 10 and before.model_id == searcher.model_id   # 5 detections each
+
+    second = search()                      # nothing new: only the query runs through the model
+    assert second['indexed_files'] == 0 and second['model_calls'] == 1
+    assert second['hits'] == first['hits']
+
+    save_png(gallery / '2.png', _gallery_image(2))
+    third = search()
+    assert third['indexed_files'] == 1 and third['model_calls'] == 2
+    after = GalleryIndex.load(index_path)
+    assert len(after) == 15 and [k.path for k in after.keys][:2] == [k.path for k in before.keys]
+    np.testing.assert_array_equal(after.detections['det_embeddings'][:10],
+                                  before.detections['det_embeddings'])
+    # The embeddings stored are the model's (float16 on disk).
+    again = searcher.detect(_gallery_image(2)[None])[0]
+    np.testing.assert_allclose(after.detections['det_embeddings'][10:].astype(np.float32),
+                               again['embeddings'], atol=2e-3)
+    np.testing.assert_allclose(after.detections['det_boxes'][10:], again['boxes'], atol=1e-4)
+
+
+def _write_video(path: str, frames: list[np.ndarray], rate: int) -> None:
+    import av
+
+    with av.open(path, 'w') as container:
+        stream = container.add_stream('mpeg4', rate=rate)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = 'yuv420p'
+        for image in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format='rgb24')):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_video_gallery(searcher, tmp_path):
+    frames = [scene([(person(1), (4 + 6 * t, 12)), (person(2), (70, 20))], size=(64, 96),
+                    background=50)[0] for t in range(10)]
+    video = str(tmp_path / 'walk.mp4')
+    _write_video(video, frames, rate=5)
+    sampled = list(search_cli.video_frames(video, fps=2.5))
+    assert [t for t, _ in sampled] == pytest.approx([0.0, 0.4, 0.8, 1.2, 1.6])
+    assert sampled[0][1].shape == (64, 96, 3) and sampled[0][1].dtype == np.uint8
+    # Lossy coding, but the first frame is close to what was written.
+    assert np.abs(sampled[0][1].astype(int) - frames[0]).mean() < 12
+    query = save_png(tmp_path / 'query.png', frames[0])
+    result = search_cli.run('unused', video, str(tmp_path / 'out'), query_image=query,
+                            query_box='4,12,20,52', top_k=3, fps=2.5, searcher=searcher,
+                            progress=False, min_score=0.0)
+    assert result['indexed_files'] == 1 and result['model_calls'] == 3   # 5 frames in 2 batches
+    index = GalleryIndex.load(result['index'])
+    assert sorted(set(index.detections['det_time'].round(3))) == [0.0, 0.4, 0.8, 1.2, 1.6]
+    assert index.keys[0].fps == 2.5
+    for hit in result['hits']:
+        assert hit['file'] == os.path.abspath(video)
+        assert hit['frame_time'] in (0.0, 0.4, 0.8, 1.2, 1.6)
+        x1, y1, x2, y2 = hit['box']
+        assert 0 <= x1 < x2 <= 96 and 0 <= y1 < y2 <= 64
+    assert Image.open(result['contact_sheet']).size == (4 * 240, 180)
+
+
+def test_bad_query_and_gallery(searcher, tmp_path):
+    save_png(tmp_path / 'a.png', _gallery_image(0))
+    for box in ('10,10,5,50', '1,2,3', 'a,b,c,d'):
+        with pytest.raises(ValueError, match='x1,y1,x2,y2'):
+            search_cli.query_embedding(searcher, str(tmp_path / 'a.png'), box)
+    with pytest.raises(ValueError, match='either --query_crop or --query_image'):
+        search_cli.query_embedding(searcher)
+    with pytest.raises(ValueError, match='no images'):
+        search_cli.list_gallery(str(tmp_path / 'nothing' / '*.png'))
+
+
+# --------------------------------------------------------------------- index and exact search
+
+@pytest.mark.parametrize('chunk_size', [1, 3, 7, 1000])
+def test_top_k_cosine_matches_brute_force(chunk_size):
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(50, 6)).astype(np.float32)
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    queries = embeddings[[3, 17]] + 0.01
+    scores, index = top_k_cosine(queries, embeddings, k=5, chunk_size=chunk_size)
+    expected = np.argsort(-(queries @ embeddings.T), axis=1)[:, :5]
+    np.testing.assert_array_equal(index, expected)
+    assert index[0, 0] == 3 and index[1, 0] == 17
+    np.testing.assert_allclose(scores, np.take_along_axis(queries @ embeddings.T, expected, 1),
+                               rtol=1e-6)
+    short, _ = top_k_cosine(queries, embeddings[:2], k=5, chunk_size=chunk_size)
+    assert short.shape == (2, 2)
+
+
+def test_top_k_cosine_on_float16_memmap(tmp_path):
+    rng = np.random.default_rng(1)
+    embeddings = rng.normal(size=(1000, 8)).astype(np.float16)
+    path = str(tmp_path / 'e.npy')
+    np.save(path, embeddings)
+    mapped = np.load(path, mmap_mode='r')
+    query = embeddings[[123]].astype(np.float32)
+    _, index = top_k_cosine(query, mapped, k=10, chunk_size=64)
+    expected = np.argsort(-(query @ embeddings.astype(np.float32).T), axis=1)[:, :10]
+    np.testing.assert_array_equal(index, expected)
+    with pytest.raises(ValueError, match='must be'):
+        top_k_cosine(query[:, :4], mapped, k=1)
+
+
+def test_gallery_index_round_trip_and_replacement(tmp_path):
+    index = GalleryIndex('model', 2)
+    one = SourceKey('/g/one.png', 1, 10)
+    index.add(one, [-1, -1], [[0, 0, 1, 1], [1, 1, 2, 2]], [0.5, 0.6], [[1, 0], [0, 1]])
+    index.add(SourceKey('/g/v.mp4', 2, 20, 1.0), [0.0], [[0, 0, 3, 3]], [0.7], [[1, 0]])
+    index.add(SourceKey('/g/one.png', 3, 10), [-1], [[5, 5, 6, 6]], [0.9], [[0, 1]])  # changed
+    path = str(tmp_path / 'i.npz')
+    index.save(path)
+    loaded = GalleryIndex.load(path)
+    assert [k.path for k in loaded.keys] == ['/g/v.mp4', '/g/one.png'] and len(loaded) == 2
+    np.testing.assert_array_equal(loaded.detections['det_file'], [0, 1])
+    np.testing.assert_array_equal(loaded.detections['det_boxes'][1], [5, 5, 6, 6])
+    assert loaded.missing([one, SourceKey('/g/v.mp4', 2, 20, 1.0)]) == [one]
+    np.testing.assert_array_equal(loaded.detections_of(['/g/one.png']), [False, True])
+    assert os.listdir(tmp_path) == ['i.npz']     # no temporary files left behind

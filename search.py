@@ -215,16 +215,23 @@ def query_embedding(searcher: Searcher, query_image: str | None = None,
 
 
 def rank(index, paths: list[str], query: np.ndarray, top_k: int,
-         min_score: float = 0.0) -> list[dict]:
-    """The top-k detections of the gallery's files by cosine similarity to the query."""
-    from ps_tf.search_index import top_k_cosine
+         min_score: float = 0.0, ann_ef_search: int = 0,
+         ann_cache: str | None = None) -> list[dict]:
+    """The top-k detections of the gallery's files by cosine similarity to the query: exact
+    (`top_k_cosine`), or approximate with FAISS HNSW when `ann_ef_search` > 0 (`top_k_hnsw`,
+    its graph cached next to `ann_cache`)."""
+    from ps_tf.search_index import top_k_cosine, top_k_hnsw
 
     selected = np.flatnonzero(index.detections_of(paths)
                               & (index.detections['det_scores'] >= min_score))
     if not len(selected):
         return []
-    similarity, order = top_k_cosine(query[None], index.detections['det_embeddings'][selected],
-                                     top_k)
+    embeddings = index.detections['det_embeddings'][selected]
+    if ann_ef_search > 0:
+        similarity, order = top_k_hnsw(query[None], embeddings, top_k, ann_ef_search,
+                                       cache_path=ann_cache)
+    else:
+        similarity, order = top_k_cosine(query[None], embeddings, top_k)
     hits = []
     for position, (value, row) in enumerate(zip(similarity[0], selected[order[0]])):
         time = float(index.detections['det_time'][row])
@@ -264,7 +271,8 @@ def run(model: str, gallery: str, output_dir: str, query_image: str | None = Non
         query_box: str | None = None, query_crop: str | None = None, index: str | None = None,
         top_k: int = 10, fps: float = 1.0, score_threshold: float | None = None,
         max_detections: int | None = None, progress: bool = True,
-        searcher: Searcher | None = None, min_score: float = 0.5) -> dict:
+        searcher: Searcher | None = None, min_score: float = 0.5,
+        ann_ef_search: int = 0) -> dict:
     """The whole command; returns {'hits', 'indexed_files', 'model_calls', paths written}.
 
     Only detections scoring at least `min_score` are ranked (0.5, as the evaluation protocols'
@@ -280,7 +288,8 @@ def run(model: str, gallery: str, output_dir: str, query_image: str | None = Non
     index_path = index or os.path.join(output_dir, 'index.npz')
     gallery_index, indexed = update_index(searcher, paths, index_path, fps, progress)
     embedding, image, box = query_embedding(searcher, query_image, query_box, query_crop)
-    hits = rank(gallery_index, paths, embedding, top_k, max(min_score, score_threshold or 0.0))
+    hits = rank(gallery_index, paths, embedding, top_k, max(min_score, score_threshold or 0.0),
+                ann_ef_search, ann_cache=index_path)
     hits_path = os.path.join(output_dir, 'hits.json')
     with open(hits_path + '.tmp', 'w') as f:
         json.dump({'query': os.path.abspath(query_crop or query_image),
@@ -311,6 +320,9 @@ def define_flags() -> None:
     flags.DEFINE_float('min_score', 0.5, 'Rank only detections scoring at least this (the '
                        'evaluation protocols\' search threshold); needs no re-indexing.')
     flags.DEFINE_string('output_dir', None, 'Writes hits.json and contact_sheet.png here.')
+    flags.DEFINE_integer('ann_ef_search', 0, 'Above 0: approximate search with a FAISS HNSW graph '
+                         '(pip install faiss-cpu) of this search breadth, for galleries of '
+                         'millions of detections (512: recall@10 >= 0.99 at 1M); 0 = exact.')
     flags.mark_flags_as_required(['model', 'gallery', 'output_dir'])
 
 
@@ -318,7 +330,8 @@ def main(argv) -> None:
     del argv
     result = run(FLAGS.model, FLAGS.gallery, FLAGS.output_dir, FLAGS.query_image,
                  FLAGS.query_box, FLAGS.query_crop, FLAGS.index, FLAGS.top_k, FLAGS.fps,
-                 FLAGS.score_threshold, FLAGS.max_detections, min_score=FLAGS.min_score)
+                 FLAGS.score_threshold, FLAGS.max_detections, min_score=FLAGS.min_score,
+                 ann_ef_search=FLAGS.ann_ef_search)
     print(json.dumps(result['hits'], indent=2))
     print(f'wrote {result["hits_json"]} and {result["contact_sheet"]}')
 

@@ -15,6 +15,7 @@ an index of another model is not reused.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import tempfile
 
@@ -182,3 +183,53 @@ def top_k_cosine(queries: np.ndarray, embeddings: np.ndarray, k: int,
     order = np.argsort(-best_scores, axis=1, kind='stable')
     return (np.take_along_axis(best_scores, order, axis=1),
             np.take_along_axis(best_index, order, axis=1))
+
+
+def top_k_hnsw(queries: np.ndarray, embeddings: np.ndarray, k: int, ef_search: int = 512,
+               graph_degree: int = 32, cache_path: str | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate top-k by cosine similarity with a FAISS HNSW graph (optional dependency).
+
+    At 1M 128-d embeddings on 2 cores, exact search takes ~54 ms per query and HNSW (M 32,
+    efSearch 512) about 1 ms with recall@10 >= 0.99, after a one-off build of ~3 minutes
+    (`benchmarks/ann_search_speed.py`); the graph is cached at `cache_path` and reused while
+    the embeddings it was built from have not changed (same count and content digest).
+
+    Args:
+        queries: (Q, E) L2-normalised.
+        embeddings: (N, E) L2-normalised, any float dtype.
+        k: hits per query (at most N are returned).
+        ef_search: HNSW search breadth; higher = better recall, slower.
+        graph_degree: HNSW M, used when the graph is built.
+        cache_path: where the graph is saved and looked for (None = not cached).
+
+    Returns:
+        As `top_k_cosine`: (similarities (Q, K) float32 descending, indices (Q, K) int64).
+
+    Raises:
+        ImportError: FAISS is not installed, with how to install it.
+    """
+    try:
+        import faiss
+    except ImportError as error:
+        raise ImportError('approximate search needs FAISS: pip install faiss-cpu (or '
+                          'pip install -e ".[ann]")') from error
+    queries = np.ascontiguousarray(queries, np.float32)
+    vectors = np.ascontiguousarray(embeddings, np.float32)
+    if queries.ndim != 2 or vectors.ndim != 2 or queries.shape[1] != vectors.shape[1]:
+        raise ValueError(f'queries {queries.shape} and embeddings {vectors.shape} must be '
+                         f'(Q, E) and (N, E)')
+    digest = hashlib.sha1(vectors.tobytes()).hexdigest()[:16]
+    path = f'{cache_path}.{len(vectors)}-{digest}.hnsw' if cache_path else None
+    if path and os.path.exists(path):
+        graph = faiss.read_index(path)
+    else:
+        graph = faiss.IndexHNSWFlat(vectors.shape[1], graph_degree, faiss.METRIC_INNER_PRODUCT)
+        graph.add(vectors)
+        if path:
+            temporary = path + '.tmp'
+            faiss.write_index(graph, temporary)
+            os.replace(temporary, path)
+    graph.hnsw.efSearch = max(ef_search, k)
+    similarities, indices = graph.search(queries, min(k, len(vectors)))
+    return similarities.astype(np.float32), indices.astype(np.int64)

@@ -308,3 +308,47 @@ def test_gallery_index_round_trip_and_replacement(tmp_path):
     assert loaded.missing([one, SourceKey('/g/v.mp4', 2, 20, 1.0)]) == [one]
     np.testing.assert_array_equal(loaded.detections_of(['/g/one.png']), [False, True])
     assert os.listdir(tmp_path) == ['i.npz']     # no temporary files left behind
+
+
+def _clustered(rng, count, dim=32, clusters=200):
+    centres = rng.standard_normal((clusters, dim))
+    vectors = centres[rng.integers(0, clusters, count)] + 0.3 * rng.standard_normal((count, dim))
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_hnsw_search_agrees_with_exact_and_caches_its_graph(tmp_path):
+    pytest.importorskip('faiss')
+    from ps_tf.search_index import top_k_hnsw
+    rng = np.random.default_rng(0)
+    embeddings = _clustered(rng, 5000)
+    queries = _clustered(rng, 20)
+    exact_scores, exact = top_k_cosine(queries, embeddings, 10)
+    cache = str(tmp_path / 'index.npz')
+    scores, found = top_k_hnsw(queries, embeddings, 10, ef_search=256, cache_path=cache)
+    recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact)])
+    assert recall >= 0.99, recall
+    np.testing.assert_allclose(scores[:, 0], exact_scores[:, 0], atol=1e-5)
+    graphs = list(tmp_path.glob('index.npz.5000-*.hnsw'))
+    assert len(graphs) == 1
+    stamp = graphs[0].stat().st_mtime_ns
+    again = top_k_hnsw(queries, embeddings, 10, ef_search=256, cache_path=cache)
+    np.testing.assert_array_equal(again[1], found)
+    assert graphs[0].stat().st_mtime_ns == stamp                 # loaded, not rebuilt
+    top_k_hnsw(queries, embeddings[:4000], 10, cache_path=cache)  # other embeddings: new graph
+    assert len(list(tmp_path.glob('index.npz.*.hnsw'))) == 2
+
+
+def test_search_command_with_approximate_search(tmp_path):
+    pytest.importorskip('faiss')
+    alice, bob = person(0), person(1)
+    query, query_boxes = scene([(alice, (10, 20))])
+    gallery = tmp_path / 'gallery'
+    gallery.mkdir()
+    save_png(gallery / 'a.png', scene([(bob, (4, 8)), (alice, (70, 30))])[0])
+    save_png(gallery / 'b.png', scene([(bob, (30, 20))])[0])
+    result = search_cli.run('unused', str(gallery), str(tmp_path / 'out'),
+                            query_image=save_png(tmp_path / 'q.png', query),
+                            query_box=','.join(str(v) for v in query_boxes[0]), top_k=2,
+                            searcher=content_searcher(), ann_ef_search=64)
+    assert os.path.basename(result['hits'][0]['file']) == 'a.png'
+    assert result['hits'][0]['similarity'] > 0.999

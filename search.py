@@ -322,7 +322,8 @@ def define_flags() -> None:
     flags.DEFINE_string('output_dir', None, 'Writes hits.json and contact_sheet.png here.')
     flags.DEFINE_integer('ann_ef_search', 0, 'Above 0: approximate search with a FAISS HNSW graph '
                          '(pip install faiss-cpu) of this search breadth, for galleries of '
-                         'millions of detections (512: recall@10 >= 0.99 at 1M); 0 = exact.')
+                         'millions of detections (at 1M: 1024 gives recall@10 0.994, 8x faster '
+                         'than exact in memory; 256: 0.98, 45x); 0 = exact.')
     flags.mark_flags_as_required(['model', 'gallery', 'output_dir'])
 
 

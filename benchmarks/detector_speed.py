@@ -1,7 +1,7 @@
 """Stage-1 detector speed: training and inference images/s against the bare backbone, and the
 tf.data pipeline alone, all measured in one process.
 
-For each input size (640, the paper's, and 256, the synthetic preset's) and batch size (1, 4):
+For each input size (640, the paper's, and 320, the synthetic preset's) and batch size (1, 4):
 - backbone: ResNet-50 forward pass (trunk + rest of the stages), the baseline of the ratios;
 - inference: the whole detector with decoding and NMS (`RetinaNetDetector.detect`);
 - training: one SGD step (forward, focal + smooth-L1 loss, backward, update) on random targets;
@@ -9,8 +9,8 @@ each a compiled `tf.function`, timed after a warm-up as the median of `--repeats
 and in mixed bfloat16. Then the training pipeline's images/s on `synthetic_person_search/default`
 (no model, batch 8), which must exceed the training step's rate.
 
-    python benchmarks/detector_speed.py                       # J3, sizes 640 and 256
-    python benchmarks/detector_speed.py --variant=J2 --sizes=256 --batch_sizes=1,4 --repeats=5
+    python benchmarks/detector_speed.py                       # J3, sizes 640 and 320
+    python benchmarks/detector_speed.py --variant=J2 --sizes=320 --batch_sizes=1,4 --repeats=5
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from ps_tf.models.anchors import anchors_per_level
 from ps_tf.training import detection
 
 flags.DEFINE_string('variant', 'J3', 'J2, J3 or J4.')
-flags.DEFINE_list('sizes', ['640', '256'], 'Square input sizes.')
+flags.DEFINE_list('sizes', ['640', '320'], 'Square input sizes.')
 flags.DEFINE_list('batch_sizes', ['1', '4'], 'Batch sizes.')
 flags.DEFINE_list('precisions', ['float32', 'bfloat16'],
                   'Compute precisions to time (see DetectionConfig.mixed_precision).')

@@ -180,7 +180,8 @@ def test_search_from_saved_model_equals_checkpoint(exported, tmp_path):
         search_tests.save_png(gallery / f'{seed}.png', search_tests._gallery_image(seed))
     query = search_tests.save_png(tmp_path / 'q.png', search_tests._gallery_image(4))
     results = [search_cli.run(model, str(gallery), str(tmp_path / name), query_image=query,
-                              query_box='8,10,24,50', top_k=5, progress=False, **settings)
+                              query_box='8,10,24,50', top_k=5, progress=False, min_score=0.0,
+                              **settings)
                for model, name, settings in [
                    (os.path.dirname(path), 'saved', {}),
                    (model_dir, 'checkpoint', {'score_threshold': 0.0,

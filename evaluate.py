@@ -46,8 +46,8 @@ flags.DEFINE_boolean('use_gt_boxes', False, 'With --checkpoint: embed the ground
 flags.DEFINE_integer('batch_size', 8, 'With --checkpoint: images per forward pass.')
 flags.DEFINE_string('write_predictions', None, 'With --checkpoint: also write the predictions '
                     'file (.npz) here.')
-flags.DEFINE_string('saved_model', None, 'SavedModel to compute predictions from (lands with the '
-                    'export issue; not available yet).')
+flags.DEFINE_string('saved_model', None, 'Not supported yet: evaluate the checkpoint the '
+                    'SavedModel was exported from (--checkpoint).')
 flags.DEFINE_list('gallery_sizes', [], 'CUHK-SYSU-style gallery sizes, e.g. 100 or '
                   '50,100,500,1000,2000,4000,full. Default: every size the dataset defines, then '
                   'the full set. Ignored by the PRW protocol.')
@@ -109,8 +109,8 @@ def run(argv_unused=None) -> list[dict]:
     from ps_tf import evaluation
 
     if FLAGS.saved_model:
-        raise app.UsageError('--saved_model evaluation lands with the export issue; use '
-                             '--checkpoint or --predictions')
+        raise app.UsageError('--saved_model evaluation is not supported yet: evaluate the '
+                             'checkpoint it was exported from with --checkpoint')
     if not FLAGS.dataset or bool(FLAGS.predictions) == bool(FLAGS.checkpoint):
         raise app.UsageError('--dataset and exactly one of --predictions or --checkpoint are '
                              'required')

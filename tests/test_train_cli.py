@@ -110,3 +110,20 @@ def test_stage2_trains_on_two_logical_cpu_devices(trained, tiny_synthetic_data_d
     assert saved['num_replicas'] == 2 and saved['total_steps'] == 2
     final = json.loads(result.stdout.strip().splitlines()[-1])
     assert final['stage'] == 'reid' and 0.0 <= final['mAP'] <= 1.0
+
+
+def test_a_moved_run_still_loads(trained, tiny_synthetic_data_dir, tmp_path):
+    # The stage-2 config records the stage-1 checkpoint's path as given at training time; a run
+    # directory that was moved (or trained with a relative --model_dir from elsewhere) loads the
+    # checkpoint beside its reid/ directory.
+    model_dir, _ = trained
+    moved = tmp_path / 'moved'
+    shutil.copytree(model_dir, moved, ignore=shutil.ignore_patterns('pooled'))
+    shutil.rmtree(model_dir / 'checkpoints')   # the recorded path no longer exists
+    try:
+        result = _run('evaluate.py', f'--dataset={DATASET}',
+                      f'--data_dir={tiny_synthetic_data_dir}', f'--checkpoint={moved}')
+        assert result.returncode == 0, result.stderr[-4000:]
+        assert 'mAP' in result.stdout
+    finally:
+        shutil.copytree(moved / 'checkpoints', model_dir / 'checkpoints')

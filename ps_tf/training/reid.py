@@ -380,6 +380,13 @@ def load_joint_model(reid_dir: str, checkpoint: str | None = None,
     if not checkpoint:
         raise ValueError(f'no stage-2 checkpoint in {reid_dir}/checkpoints')
     source = saved['source_checkpoint']
+    beside = os.path.join(os.path.dirname(os.path.abspath(reid_dir)), 'checkpoints',
+                          os.path.basename(source))
+    if not detection_model_dir and not tf.io.gfile.exists(source + '.index') \
+            and tf.io.gfile.exists(beside + '.index'):
+        # The run was trained from another working directory (a relative --model_dir) or moved:
+        # the stage-1 checkpoint is the one beside the stage-2 directory, as train.py lays out.
+        source = beside
     detector, detection_config, _ = restore_detector(
         detection_model_dir or os.path.dirname(os.path.dirname(source)), source)
     branch = build_reid_branch(detector.variant, saved['embedding_dim'],

@@ -124,7 +124,7 @@ def test_identities_differ_in_combination_not_in_any_single_attribute():
     world = world_lib.make_world(ssb.WORLDS['default'])
     combos = [(a.upper, a.lower, a.pattern, a.build, a.accessory)
               for a in world.appearances.values()]
-    assert len(combos) == len(set(combos)) == 160
+    assert len(combos) == len(set(combos)) == 460   # 400 train + 60 test identities
     for position in range(5):
         counts = collections.Counter(c[position] for c in combos)
         assert min(counts.values()) >= 2, (position, counts)
@@ -134,8 +134,8 @@ def test_default_world_has_the_promised_scale():
     world = world_lib.make_world(ssb.WORLDS['default'])
     train_ids = {i for p in world.train_images for i in p.identities}
     test_ids = {i for p in world.test_images for i in p.identities}
-    assert len(train_ids) == 100 and len(test_ids) == 60 and not train_ids & test_ids
-    assert len(world.train_images) >= 300 and len(world.queries) == 60
+    assert len(train_ids) == 400 and len(test_ids) == 60 and not train_ids & test_ids
+    assert len(world.train_images) >= 1200 and len(world.queries) == 60
     cameras_of = collections.defaultdict(set)
     for plan in world.test_images:
         for identity in plan.identities:

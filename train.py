@@ -84,9 +84,14 @@ def _manual_dir(value: str | None):
     return {name: path for name, path in pairs}
 
 
-def _run_reid_stage(stage: str, manual_dir, strategy) -> dict:
+def _reid_config() -> config_lib.ReidConfig:
+    """The preset's stage-2 settings with this command's flags applied."""
     overrides = {f.name: FLAGS[f.name].value for f in dataclasses.fields(config_lib.ReidConfig)}
-    config = config_lib.resolve_reid(FLAGS.preset, overrides)
+    return config_lib.resolve_reid(FLAGS.preset, overrides)
+
+
+def _run_reid_stage(stage: str, manual_dir, strategy) -> dict:
+    config = _reid_config()
     detection_model_dir = FLAGS.detection_model_dir or FLAGS.model_dir
     pooled_dir = os.path.join(FLAGS.model_dir, 'pooled')
     if stage == 'features':
@@ -130,12 +135,11 @@ def _run_all(manual_dir, strategy) -> dict:
             summary.update(metrics)
     summary['total_minutes'] = (time.perf_counter() - started) / 60
     path = os.path.join(FLAGS.model_dir, 'results.json')
-    with tf.io.gfile.GFile(path, 'w') as f:
+    with tf.io.gfile.GFile(path + '.tmp', 'w') as f:
         json.dump(summary, f, indent=2, sort_keys=True)
+    tf.io.gfile.rename(path + '.tmp', path, overwrite=True)
     if 'mAP' in summary:
-        dataset = config_lib.resolve_reid(FLAGS.preset, {
-            f.name: FLAGS[f.name].value for f in dataclasses.fields(config_lib.ReidConfig)
-        }).reid_validation
+        dataset = _reid_config().reid_validation
         gallery = f'gallery {summary["gallery_size"]}, ' if summary.get('gallery_size') else ''
         print(f'person search on {dataset}: mAP {summary["mAP"]:.4f}, top-1 {summary["top1"]:.4f}'
               f' ({gallery}detection AP {summary["det_ap"]:.4f}); '

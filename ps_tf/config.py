@@ -135,8 +135,15 @@ class ReidConfig:
         semi_hard_epochs: epochs of the first phase (TFA `TripletSemiHardLoss`).
         hard_epochs: epochs of the second phase (TFA `TripletHardLoss`, batch hard).
         reid_steps_per_epoch: 0 = the sampler's batches per epoch (ceil(identities / P)).
-        reid_learning_rate: Adam's initial learning rate, decayed linear-cosine over both phases.
-        reid_warmup_epochs: linear warm-up length.
+        reid_learning_rate: Adam's initial learning rate, decayed linear-cosine.
+        reid_schedule: 'continuous' (one decay over both phases, the paper's wording) or
+            'per_phase' (the decay restarts at the batch-hard phase, from `hard_learning_rate`).
+        hard_learning_rate: the batch-hard phase's initial rate with 'per_phase' (0 = the same as
+            `reid_learning_rate`).
+        reid_warmup_epochs: linear warm-up length (at the start of training).
+        reid_flip: flip each pooled box horizontally with probability 1/2 while training (a
+            person's mirror image is the same person; the pooled map of a flipped box is close to
+            the flipped map of the box).
         margin: triplet margin (both phases), in the distance of the embeddings the losses see.
         normalize_for_loss: L2-normalise the embeddings before the triplet losses, as TFA's
             losses expect (raw embeddings let the semi-hard loss shrink by scaling them up:
@@ -164,7 +171,10 @@ class ReidConfig:
     hard_epochs: float = 350.0
     reid_steps_per_epoch: int = 0
     reid_learning_rate: float = 1e-4
+    reid_schedule: str = 'continuous'
+    hard_learning_rate: float = 0.0
     reid_warmup_epochs: float = 0.0
+    reid_flip: bool = False
     margin: float = 0.5
     normalize_for_loss: bool = True
     reid_freeze_batch_norm: bool = False

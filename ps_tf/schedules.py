@@ -77,3 +77,35 @@ class LinearCosineDecayWithWarmup(tf.keras.optimizers.schedules.LearningRateSche
             'beta': self.beta,
             'name': self.name,
         }
+
+
+class PhasedSchedule(tf.keras.optimizers.schedules.LearningRateSchedule):
+    """Consecutive schedules, each restarted from its own step 0: `schedules[i]` runs for
+    `boundaries[i] - boundaries[i - 1]` steps (stage 2: one linear-cosine decay per triplet phase,
+    so that the batch-hard phase does not start where one long decay has already died out).
+
+    Args:
+        schedules: one schedule per phase.
+        boundaries: the global steps where phases 2, 3, ... begin (len(schedules) - 1 values).
+    """
+
+    def __init__(self, schedules, boundaries, name: str = 'PhasedSchedule'):
+        super().__init__()
+        if len(boundaries) != len(schedules) - 1 or list(boundaries) != sorted(boundaries):
+            raise ValueError(f'{len(schedules)} schedules need {len(schedules) - 1} increasing '
+                             f'boundaries, got {list(boundaries)}')
+        self.schedules = list(schedules)
+        self.boundaries = [int(b) for b in boundaries]
+        self.name = name
+
+    def __call__(self, step) -> tf.Tensor:
+        with tf.name_scope(self.name):
+            step = tf.cast(step, tf.float32)
+            rate = self.schedules[0](step)
+            for start, schedule in zip(self.boundaries, self.schedules[1:]):
+                rate = tf.where(step < start, rate, schedule(tf.maximum(step - start, 0.0)))
+            return rate
+
+    def get_config(self) -> dict:
+        return {'schedules': [tf.keras.optimizers.schedules.serialize(s) for s in self.schedules],
+                'boundaries': self.boundaries, 'name': self.name}

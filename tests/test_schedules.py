@@ -46,3 +46,17 @@ def test_config_round_trip_and_use_in_an_optimizer():
 def test_invalid_steps_are_refused(decay_steps, warmup_steps):
     with pytest.raises(ValueError):
         LinearCosineDecayWithWarmup(0.1, decay_steps=decay_steps, warmup_steps=warmup_steps)
+
+
+def test_phased_schedule_restarts_each_phase():
+    from ps_tf.schedules import PhasedSchedule
+    first = LinearCosineDecayWithWarmup(1e-3, decay_steps=100, warmup_steps=10)
+    second = LinearCosineDecayWithWarmup(2e-4, decay_steps=50)
+    schedule = PhasedSchedule([first, second], [100])
+    for step in (0, 5, 10, 60, 99):
+        assert float(schedule(step)) == pytest.approx(float(first(step)))
+    for step in (100, 120, 149, 400):
+        assert float(schedule(step)) == pytest.approx(float(second(step - 100)))
+    assert float(schedule(100)) == pytest.approx(2e-4 * 1.001)   # restarted at its peak
+    with pytest.raises(ValueError, match='boundaries'):
+        PhasedSchedule([first, second], [])

@@ -36,7 +36,7 @@ from ps_tf.data.identity_sampler import IdentityBalancedSampler, identity_balanc
 from ps_tf.models.joint import JointModel
 from ps_tf.models.reid import ReidBranch, build_reid_branch, copy_detector_stages, pooled_shape
 from ps_tf.models.retinanet import RetinaNetDetector
-from ps_tf.schedules import LinearCosineDecayWithWarmup
+from ps_tf.schedules import LinearCosineDecayWithWarmup, PhasedSchedule
 from ps_tf.training import pooled_manifest
 from ps_tf.training.detection import MIXED_PRECISION_POLICIES, resolve_mixed_precision
 from ps_tf.training.feature_pooling import restore_detector
@@ -118,6 +118,36 @@ def search_metrics(joint: JointModel, dataset: str, image_size: int, batch_size:
     return metrics
 
 
+def learning_rate_schedule(config: ReidConfig, semi_hard_steps: int, total_steps: int,
+                           warmup_steps: int) -> tf.keras.optimizers.schedules.LearningRateSchedule:
+    """Adam's learning rate: one linear-cosine decay over both phases ('continuous'), or one per
+    phase ('per_phase', the second from `hard_learning_rate`)."""
+    if config.reid_schedule == 'continuous':
+        return LinearCosineDecayWithWarmup(config.reid_learning_rate, total_steps,
+                                           warmup_steps=warmup_steps)
+    if config.reid_schedule != 'per_phase':
+        raise ValueError(f"reid_schedule must be 'continuous' or 'per_phase', got "
+                         f"{config.reid_schedule!r}")
+    hard_steps = total_steps - semi_hard_steps
+    if semi_hard_steps == 0 or hard_steps == 0:   # one phase only: nothing to restart
+        return LinearCosineDecayWithWarmup(
+            config.reid_learning_rate if semi_hard_steps else
+            config.hard_learning_rate or config.reid_learning_rate, total_steps,
+            warmup_steps=warmup_steps)
+    first = LinearCosineDecayWithWarmup(config.reid_learning_rate, semi_hard_steps,
+                                        warmup_steps=min(warmup_steps, semi_hard_steps))
+    second = LinearCosineDecayWithWarmup(config.hard_learning_rate or config.reid_learning_rate,
+                                         hard_steps)
+    return PhasedSchedule([first, second], [semi_hard_steps])
+
+
+def flip_pooled(features: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Mirrors each pooled box (M, h, w, c) left-right with probability 1/2 (stateless `seed`,
+    so a resumed run draws the same flips)."""
+    flip = tf.random.stateless_uniform([tf.shape(features)[0]], seed) < 0.5
+    return tf.where(flip[:, None, None, None], tf.reverse(features, axis=[2]), features)
+
+
 class ReidTrainer:
     """Owns the re-ID branch, optimizer, checkpoints and summaries of one stage-2 run.
 
@@ -164,8 +194,8 @@ class ReidTrainer:
             raise ValueError('semi_hard_epochs + hard_epochs give no training step')
         warmup = min(self.total_steps, int(round(config.reid_warmup_epochs
                                                  * self.steps_per_epoch)))
-        self.schedule = LinearCosineDecayWithWarmup(config.reid_learning_rate, self.total_steps,
-                                                    warmup_steps=warmup)
+        self.schedule = learning_rate_schedule(config, self.semi_hard_steps, self.total_steps,
+                                               warmup)
         tf.keras.utils.set_random_seed(config.reid_seed)   # the embedding layer's initialisation
         with self.strategy.scope():
             self.branch: ReidBranch = build_reid_branch(
@@ -210,7 +240,14 @@ class ReidTrainer:
         normalize = self.config.normalize_for_loss
         variables = self.branch.trainable_variables
 
+        flip, seed = self.config.reid_flip, self.config.reid_seed
+
         def replica_step(features, labels):
+            if flip:
+                replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+                features = flip_pooled(features, tf.stack([
+                    tf.cast(seed, tf.int64), self.optimizer.iterations * replicas
+                    + tf.cast(replica, tf.int64)]))
             with tf.GradientTape() as tape:
                 raw = self.branch(features, training=True)
                 embeddings = tf.math.l2_normalize(raw, axis=-1) if normalize else raw
@@ -324,10 +361,12 @@ def train_reid(config: ReidConfig, output_dir: str, pooled_dir: str,
     """Stage 2 end to end: restores the detector the features were pooled with (the manifest's
     `source_checkpoint`) from `detection_model_dir` (default: the checkpoint's run directory)
     and trains the branch (`ReidTrainer`)."""
-    checkpoint = pooled_manifest.read_manifest(pooled_dir).source_checkpoint
+    manifest = pooled_manifest.read_manifest(pooled_dir)
+    checkpoint = manifest.source_checkpoint
     detection_model_dir = detection_model_dir or os.path.dirname(os.path.dirname(checkpoint))
     with (strategy or tf.distribute.get_strategy()).scope():
-        detector, detection_config, _ = restore_detector(detection_model_dir, checkpoint)
+        detector, detection_config, _ = restore_detector(detection_model_dir, checkpoint,
+                                                         variant=manifest.variant)
     return ReidTrainer(config, output_dir, pooled_dir, detector, detection_config.image_size,
                        data_dir, manual_dir, strategy).train()
 
@@ -388,7 +427,8 @@ def load_joint_model(reid_dir: str, checkpoint: str | None = None,
         # the stage-1 checkpoint is the one beside the stage-2 directory, as train.py lays out.
         source = beside
     detector, detection_config, _ = restore_detector(
-        detection_model_dir or os.path.dirname(os.path.dirname(source)), source)
+        detection_model_dir or os.path.dirname(os.path.dirname(source)), source,
+        variant=saved.get('variant'))
     branch = build_reid_branch(detector.variant, saved['embedding_dim'],
                                saved.get('reid_freeze_batch_norm', False),
                                reid_policy(saved.get('reid_mixed_precision', 'float32')))

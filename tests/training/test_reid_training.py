@@ -133,3 +133,35 @@ def test_reid_presets_and_overrides():
         config_lib.resolve_reid('paper', {'variant': 'J2'})
     detection_fields = {f.name for f in dataclasses.fields(config_lib.DetectionConfig)}
     assert not detection_fields & {f.name for f in dataclasses.fields(config_lib.ReidConfig)}
+
+
+def test_per_phase_schedule_restarts_at_the_hard_phase():
+    config = _config(reid_schedule='per_phase', reid_learning_rate=1e-3, hard_learning_rate=1e-4)
+    schedule = reid_training.learning_rate_schedule(config, 10, 30, 0)
+    assert float(schedule(0)) == pytest.approx(1e-3 * 1.001)
+    assert float(schedule(9)) < 1e-4                     # the first decay has nearly died out
+    assert float(schedule(10)) == pytest.approx(1e-4 * 1.001)
+    continuous = reid_training.learning_rate_schedule(_config(reid_learning_rate=1e-3), 10, 30, 0)
+    assert float(continuous(10)) == pytest.approx(float(continuous(9)), rel=0.2)
+    with pytest.raises(ValueError, match='reid_schedule'):
+        reid_training.learning_rate_schedule(_config(reid_schedule='cyclic'), 10, 30, 0)
+
+
+def test_flip_pooled_mirrors_about_half_the_boxes_reproducibly():
+    features = tf.random.normal([64, 4, 3, 2], seed=1)
+    flipped = reid_training.flip_pooled(features, tf.constant([7, 3], tf.int64)).numpy()
+    mirrored = np.all(flipped == features.numpy()[:, :, ::-1], axis=(1, 2, 3))
+    unchanged = np.all(flipped == features.numpy(), axis=(1, 2, 3))
+    assert np.all(mirrored | unchanged) and 16 < mirrored.sum() < 48
+    again = reid_training.flip_pooled(features, tf.constant([7, 3], tf.int64)).numpy()
+    np.testing.assert_array_equal(flipped, again)
+
+
+def test_trains_with_flips_and_the_per_phase_schedule(pooled_run, tmp_path):
+    _, pooled_dir, detector = pooled_run
+    trainer = reid_training.ReidTrainer(
+        _config(reid_flip=True, reid_schedule='per_phase', hard_learning_rate=1e-5),
+        str(tmp_path / 'reid'), pooled_dir, detector, IMAGE)
+    trainer.train()
+    assert trainer.step == 2
+    assert float(trainer.schedule(1)) == pytest.approx(1e-5 * 1.001)

@@ -15,7 +15,9 @@ the joint model on the `reid_validation` dataset's test split, also written to
 `features` (the frozen stage-1 trunk's maps ROI-pooled at every labelled box of the re-ID datasets,
 written to `<model_dir>/pooled/`) and `reid` (stage 2: the re-ID branch trained on the pooled
 features with triplet losses, written to `<model_dir>/reid/`). Stages 2 and the pooling read the
-stage-1 run in `--detection_model_dir` (default `--model_dir`) and take its variant and image size.
+stage-1 run in `--detection_model_dir` (default `--model_dir`) and take its image size and its
+variant; `--stage=features --variant=J2` pools for another variant instead (the detector is the same
+network for J2, J3 and J4, so one stage-1 run serves all three).
 A preset gives every setting (`ps_tf/config.py`: `DetectionConfig` for stage 1, `ReidConfig` for
 the others); each setting is also a flag of the same name that overrides it, e.g. `--variant=J2
 --image_size=320 --epochs=5` or `--semi_hard_epochs=10 --identities_per_batch=16`. The resolved
@@ -96,7 +98,7 @@ def _run_reid_stage(stage: str, manual_dir, strategy) -> dict:
     pooled_dir = os.path.join(FLAGS.model_dir, 'pooled')
     if stage == 'features':
         detector, detection_config, checkpoint = feature_pooling.restore_detector(
-            detection_model_dir)
+            detection_model_dir, variant=FLAGS.variant)
         manifest = feature_pooling.pool_features(
             detector.trunk, detection_config.variant, detection_config.image_size, pooled_dir,
             feature_pooling.parse_dataset_list(config.reid_datasets), checkpoint,

@@ -52,16 +52,20 @@ class ShardWork:
         return f'{self.split}[{self.start}:{self.end}]'
 
 
-def restore_detector(detection_model_dir: str, checkpoint: str | None = None
+def restore_detector(detection_model_dir: str, checkpoint: str | None = None,
+                     variant: str | None = None
                      ) -> tuple[RetinaNetDetector, DetectionConfig, str]:
     """The stage-1 detector of a run directory, restored from its latest (or a given) checkpoint.
 
     Args:
         detection_model_dir: the stage-1 run (`config.json`, `checkpoints/`).
         checkpoint: a checkpoint path; None = the run's latest.
+        variant: the variant to return it as (None = the run's own). The detector is the same
+            network for J2, J3 and J4 (the variant only says where the re-ID branch leaves it),
+            so one stage-1 run serves all three (`with_variant`).
 
     Returns:
-        (detector, its config, the checkpoint path restored).
+        (detector, its config (with `variant`), the checkpoint path restored).
 
     Raises:
         ValueError: no config or no checkpoint.
@@ -72,12 +76,65 @@ def restore_detector(detection_model_dir: str, checkpoint: str | None = None
     if not checkpoint:
         raise ValueError(f'no stage-1 checkpoint in {detection_model_dir}/checkpoints: train the '
                          f'detector first (train.py --stage=detection)')
-    detector = build_model(dataclasses.replace(config, weights='none'))
-    detector(tf.zeros([1, config.image_size, config.image_size, 3]), training=False)
+    detector = _built(config)
     tf.train.Checkpoint(model=detector).restore(checkpoint).expect_partial() \
         .assert_existing_objects_matched()
     logging.info('restored the %s detector from %s', config.variant, checkpoint)
+    if variant and variant != config.variant:
+        detector = with_variant(detector, config, variant)
+        config = dataclasses.replace(config, variant=variant)
     return detector, config, checkpoint
+
+
+def _built(config: DetectionConfig) -> RetinaNetDetector:
+    detector = build_model(dataclasses.replace(config, weights='none'))
+    detector(tf.zeros([1, config.image_size, config.image_size, 3]), training=False)
+    return detector
+
+
+def _layers_with_weights(model: tf.keras.Model) -> dict[str, tf.keras.layers.Layer]:
+    """The leaf layers of a (nested) model that hold weights, by name."""
+    found = {}
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.Model):
+            found.update(_layers_with_weights(layer))
+        elif layer.weights:
+            found[layer.name] = layer
+    return found
+
+
+def with_variant(detector: RetinaNetDetector, config: DetectionConfig,
+                 variant: str) -> RetinaNetDetector:
+    """The same trained detector, split for another variant: its ResNet-50 layers are copied by
+    name into the trunk / rest of `variant`, the pyramid and head one to one.
+
+    Raises:
+        ValueError: the two networks' weights do not correspond (never for J2/J3/J4 of one
+            config).
+    """
+    target = _built(dataclasses.replace(config, variant=variant))
+    source_layers = {**_layers_with_weights(detector.trunk), **_layers_with_weights(detector.rest)}
+    target_layers = {**_layers_with_weights(target.trunk), **_layers_with_weights(target.rest)}
+    if set(source_layers) != set(target_layers):
+        raise ValueError(f'cannot split the {detector.variant} detector as {variant}: ResNet '
+                         f'layers differ ({sorted(set(source_layers) ^ set(target_layers))[:5]})')
+    pairs = [(s, t) for name in source_layers
+             for s, t in zip(source_layers[name].weights, target_layers[name].weights)]
+    for part in ('fpn', 'head'):
+        source, destination = getattr(detector, part).weights, getattr(target, part).weights
+        if len(source) != len(destination):
+            raise ValueError(f'cannot split the {detector.variant} detector as {variant}: its '
+                             f'{part} has {len(source)} weights, the new one {len(destination)}')
+        pairs += list(zip(source, destination))
+    if len(pairs) != len(target.weights):
+        raise ValueError(f'{len(pairs)} of the {variant} detector\'s {len(target.weights)} '
+                         f'weights have a counterpart in the {detector.variant} detector')
+    for source, destination in pairs:
+        if source.shape != destination.shape:
+            raise ValueError(f'{source.name} {source.shape} vs {destination.name} '
+                             f'{destination.shape}: not the same network')
+        destination.assign(source)
+    return target
 
 
 def parse_dataset_list(spec: str) -> list[str]:

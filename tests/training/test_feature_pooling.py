@@ -135,3 +135,22 @@ def test_identities_stay_unique_across_datasets(monkeypatch):
 def test_restore_detector_needs_a_stage1_run(tmp_path):
     with pytest.raises(ValueError, match='config.json'):
         feature_pooling.restore_detector(str(tmp_path))
+
+
+@pytest.mark.parametrize('variant', ['J2', 'J3'])
+def test_a_stage1_run_serves_every_variant(stage1, variant):
+    """The J4 run restored as J2 / J3 is the same network: same detections, same ResNet maps."""
+    detector, checkpoint = stage1
+    model_dir = os.path.dirname(os.path.dirname(checkpoint))
+    converted, config, _ = feature_pooling.restore_detector(model_dir, variant=variant)
+    assert converted.variant == config.variant == variant
+    assert len(converted.trunk.weights) != len(detector.trunk.weights)
+    images = tf.random.uniform([2, IMAGE, IMAGE, 3], 0, 255, seed=3)
+    original, split = detector(images, training=False), converted(images, training=False)
+    np.testing.assert_allclose(split['class_logits'], original['class_logits'], atol=1e-5)
+    np.testing.assert_allclose(split['box_outputs'], original['box_outputs'], atol=1e-5)
+    level = f'C{converted.shared_level}'
+    reference = detector.trunk(images, training=False)
+    reference = {**reference, **detector.rest(reference['C4'], training=False)}
+    np.testing.assert_allclose(tf.cast(split['shared_features'], tf.float32),
+                               tf.cast(reference[level], tf.float32), atol=1e-5)

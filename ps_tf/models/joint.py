@@ -5,6 +5,13 @@ shared map -> re-ID branch -> embeddings. Query boxes take the same ROI path (`e
 ROI input is wrapped in `tf.stop_gradient`, so no re-ID gradient reaches the shared trunk even if
 the joint model is ever trained end to end.
 
+`PersonSearchModel` holds what every person-search model does with its detections (embed the
+real ones, zeros in the padded slots) and the two entry points; a subclass only says which map the
+boxes are cropped from (`region_source`) and how a batch of boxes is embedded (`embed_regions`).
+`JointModel` crops the shared trunk map; the disjoint baseline (`ps_tf.models.disjoint`) crops the
+input image. All boxes of a batch go through one `crop_and_resize` (ROI pooling batched across
+images) and one forward pass of the embedding network.
+
 Both entry points are `tf.function`s; they retrace per input batch shape (the detector needs a
 static square image size).
 """
@@ -17,35 +24,34 @@ from ps_tf.models.reid import ReidBranch, roi_align, roi_size
 from ps_tf.models.retinanet import RetinaNetDetector
 
 
-class JointModel(tf.Module):
-    """Detection boxes, scores and re-ID embeddings of padded square images.
+class PersonSearchModel(tf.Module):
+    """A detector followed by an embedding of every detected box (base class).
 
-    Args:
-        detector: the trained stage-1 detector (its trunk is the shared trunk).
-        reid_branch: the trained re-ID branch of the same variant.
-
-    Raises:
-        ValueError: the two parts are of different variants.
+    Subclasses set `detector`, `embedding_dim` and `variant` and implement `region_source` and
+    `embed_regions`.
     """
 
-    def __init__(self, detector: RetinaNetDetector, reid_branch: ReidBranch,
-                 name: str | None = None):
-        super().__init__(name=name)
-        if detector.variant != reid_branch.variant:
-            raise ValueError(f'detector variant {detector.variant} differs from the re-ID '
-                             f'branch\'s {reid_branch.variant}')
-        self.detector = detector
-        self.reid_branch = reid_branch
-        self.variant = detector.variant
-        self.crop_size = roi_size(self.variant)
-        self.embedding_dim = reid_branch.embedding_dim
-        self._shared_name = f'C{detector.shared_level}'
+    detector: RetinaNetDetector
+    embedding_dim: int
+    variant: str
 
-    def _embed_rois(self, shared_features: tf.Tensor, boxes_yxyx: tf.Tensor,
-                    box_image_index: tf.Tensor, image_size: int) -> tf.Tensor:
-        pooled = roi_align(tf.stop_gradient(shared_features), boxes_yxyx, box_image_index,
-                           image_size, self.crop_size)
-        return self.reid_branch.embed(pooled)
+    def region_source(self, images: tf.Tensor, detections: dict[str, tf.Tensor] | None = None
+                      ) -> tf.Tensor:
+        """The map person boxes are cropped from.
+
+        Args:
+            images: (B, S, S, 3) float32 in [0, 255], padded squares.
+            detections: `detector.detect(images)` when already computed (its `shared_features`
+                spare a second trunk pass), else None.
+        """
+        raise NotImplementedError
+
+    def embed_regions(self, source: tf.Tensor, boxes_yxyx: tf.Tensor,
+                      box_image_index: tf.Tensor, image_size: int) -> tf.Tensor:
+        """(M, 4) pixel ymin, xmin, ymax, xmax boxes in the padded square input of side
+        `image_size`, (M,) int32 image index -> (M, E) float32 L2-normalised embeddings (M may
+        be 0), cropped from `source` (`region_source`)."""
+        raise NotImplementedError
 
     @tf.function(reduce_retracing=True)
     def detect_and_embed(self, images: tf.Tensor, valid_sizes: tf.Tensor | None = None
@@ -69,10 +75,10 @@ class JointModel(tf.Module):
         num_detections = tf.cast(detections['num_detections'], tf.int32)
         valid = tf.sequence_mask(num_detections, slots)                           # (B, D)
         image_index = tf.broadcast_to(tf.range(batch)[:, None], [batch, slots])
-        # Only the real detections go through the re-ID branch (M = sum of num_detections).
-        embeddings = self._embed_rois(detections['shared_features'],
-                                      tf.boolean_mask(boxes, valid),
-                                      tf.boolean_mask(image_index, valid), image_size)
+        # Only the real detections go through the re-ID network (M = sum of num_detections).
+        embeddings = self.embed_regions(self.region_source(images, detections),
+                                        tf.boolean_mask(boxes, valid),
+                                        tf.boolean_mask(image_index, valid), image_size)
         embeddings = tf.scatter_nd(tf.cast(tf.where(valid), tf.int32), embeddings,
                                    tf.stack([batch, slots, self.embedding_dim]))
         return {'detection_boxes': boxes, 'detection_scores': detections['detection_scores'],
@@ -81,7 +87,7 @@ class JointModel(tf.Module):
     @tf.function(reduce_retracing=True)
     def embed_boxes(self, images: tf.Tensor, boxes_yxyx: tf.Tensor,
                     box_image_index: tf.Tensor) -> tf.Tensor:
-        """Embeds given boxes (queries, ground truth) through the same ROI path.
+        """Embeds given boxes (queries, ground truth) through the same path as detections.
 
         Args:
             images: (B, S, S, 3) float32 in [0, 255], padded squares.
@@ -91,5 +97,44 @@ class JointModel(tf.Module):
         Returns:
             (M, E) float32 L2-normalised embeddings.
         """
-        shared = self.detector.trunk(images, training=False)[self._shared_name]
-        return self._embed_rois(shared, boxes_yxyx, box_image_index, int(images.shape[1]))
+        return self.embed_regions(self.region_source(images), boxes_yxyx, box_image_index,
+                                  int(images.shape[1]))
+
+
+class JointModel(PersonSearchModel):
+    """Detection boxes, scores and re-ID embeddings of padded square images.
+
+    Args:
+        detector: the trained stage-1 detector (its trunk is the shared trunk).
+        reid_branch: the trained re-ID branch of the same variant.
+
+    Raises:
+        ValueError: the two parts are of different variants.
+    """
+
+    def __init__(self, detector: RetinaNetDetector, reid_branch: ReidBranch,
+                 name: str | None = None):
+        super().__init__(name=name)
+        if detector.variant != reid_branch.variant:
+            raise ValueError(f'detector variant {detector.variant} differs from the re-ID '
+                             f'branch\'s {reid_branch.variant}')
+        self.detector = detector
+        self.reid_branch = reid_branch
+        self.variant = detector.variant
+        self.crop_size = roi_size(self.variant)
+        self.embedding_dim = reid_branch.embedding_dim
+        self._shared_name = f'C{detector.shared_level}'
+
+    def region_source(self, images: tf.Tensor, detections: dict[str, tf.Tensor] | None = None
+                      ) -> tf.Tensor:
+        """The shared trunk map (B, S/stride, S/stride, C) (from `detections` if given)."""
+        if detections is not None:
+            return detections['shared_features']
+        return self.detector.trunk(images, training=False)[self._shared_name]
+
+    def embed_regions(self, source: tf.Tensor, boxes_yxyx: tf.Tensor,
+                      box_image_index: tf.Tensor, image_size: int) -> tf.Tensor:
+        """ROI align on the shared map, then the re-ID branch (see `PersonSearchModel`)."""
+        pooled = roi_align(tf.stop_gradient(source), boxes_yxyx, box_image_index,
+                           image_size, self.crop_size)
+        return self.reid_branch.embed(pooled)

@@ -44,6 +44,10 @@ flags.DEFINE_string('checkpoint', None, 'Compute the predictions with this train
 flags.DEFINE_boolean('use_gt_boxes', False, 'With --checkpoint: embed the ground-truth gallery '
                      'boxes (score 1) instead of detections.')
 flags.DEFINE_integer('batch_size', 8, 'With --checkpoint: images per forward pass.')
+flags.DEFINE_enum('inference_precision', 'trained', ['trained', 'auto', 'float32', 'bfloat16'],
+                  'With --checkpoint: compute precision of the model; trained = what each stage '
+                  'was trained in, auto = bfloat16 on a CPU with bfloat16 units (AVX-512 BF16, '
+                  'AMX) and no GPU, else float32.')
 flags.DEFINE_string('write_predictions', None, 'With --checkpoint: also write the predictions '
                     'file (.npz) here.')
 flags.DEFINE_string('saved_model', None, 'Not supported yet: evaluate the checkpoint the '
@@ -90,10 +94,11 @@ def _predict_with_checkpoint():
     from ps_tf.training import reid
 
     reid_dir, checkpoint = reid.locate_stage2(FLAGS.checkpoint)
-    joint, image_size = reid.load_joint_model(reid_dir, checkpoint)
+    precision = None if FLAGS.inference_precision == 'trained' else FLAGS.inference_precision
+    joint, image_size = reid.load_joint_model(reid_dir, checkpoint, precision=precision)
     print(f'computing predictions on {FLAGS.dataset} with {checkpoint or reid_dir} '
-          f'({"ground-truth gallery boxes" if FLAGS.use_gt_boxes else "detections"})',
-          flush=True)
+          f'({"ground-truth gallery boxes" if FLAGS.use_gt_boxes else "detections"}, '
+          f'{FLAGS.inference_precision} precision)', flush=True)
     arrays = search_inference.predict_dataset(joint, FLAGS.dataset, image_size, FLAGS.batch_size,
                                               use_gt_boxes=FLAGS.use_gt_boxes,
                                               data_dir=FLAGS.data_dir)
@@ -137,6 +142,7 @@ def run(argv_unused=None) -> list[dict]:
         row['predictions' if FLAGS.predictions else 'checkpoint'] = source
         if FLAGS.checkpoint:
             row['use_gt_boxes'] = FLAGS.use_gt_boxes
+            row['inference_precision'] = FLAGS.inference_precision
         row['box_convention'] = protocol.box_convention
     print(evaluation.format_table(rows))
     if FLAGS.output_json:

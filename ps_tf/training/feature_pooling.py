@@ -53,7 +53,7 @@ class ShardWork:
 
 
 def restore_detector(detection_model_dir: str, checkpoint: str | None = None,
-                     variant: str | None = None
+                     variant: str | None = None, precision: str | None = None
                      ) -> tuple[RetinaNetDetector, DetectionConfig, str]:
     """The stage-1 detector of a run directory, restored from its latest (or a given) checkpoint.
 
@@ -63,6 +63,9 @@ def restore_detector(detection_model_dir: str, checkpoint: str | None = None,
         variant: the variant to return it as (None = the run's own). The detector is the same
             network for J2, J3 and J4 (the variant only says where the re-ID branch leaves it),
             so one stage-1 run serves all three (`with_variant`).
+        precision: compute precision to restore it in, 'float32', 'bfloat16' or 'auto' (as
+            `DetectionConfig.mixed_precision`); None = the run's own. Variables are float32 in
+            every precision, so any checkpoint restores in any precision.
 
     Returns:
         (detector, its config (with `variant`), the checkpoint path restored).
@@ -71,6 +74,8 @@ def restore_detector(detection_model_dir: str, checkpoint: str | None = None,
         ValueError: no config or no checkpoint.
     """
     config = load_detection_config(detection_model_dir)
+    if precision:
+        config = dataclasses.replace(config, mixed_precision=precision)
     checkpoint = checkpoint or tf.train.latest_checkpoint(
         os.path.join(detection_model_dir, 'checkpoints'))
     if not checkpoint:

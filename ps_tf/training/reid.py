@@ -394,7 +394,8 @@ def locate_stage2(path: str) -> tuple[str, str | None]:
 
 
 def load_joint_model(reid_dir: str, checkpoint: str | None = None,
-                     detection_model_dir: str | None = None) -> tuple[JointModel, int]:
+                     detection_model_dir: str | None = None,
+                     precision: str | None = None) -> tuple[JointModel, int]:
     """The joint model of a finished (or running) stage 2: its detector (the checkpoint the
     features were pooled with) and its re-ID branch (latest or given checkpoint).
 
@@ -403,6 +404,8 @@ def load_joint_model(reid_dir: str, checkpoint: str | None = None,
         checkpoint: a stage-2 checkpoint path; None = the latest.
         detection_model_dir: the stage-1 run; None = the directory of the detector checkpoint
             recorded in the stage-2 config.
+        precision: inference precision of the whole model, 'float32', 'bfloat16' or 'auto'
+            ('bfloat16' on a CPU with bfloat16 units); None = what each stage was trained in.
 
     Returns:
         (joint model, the detector's input image size).
@@ -428,10 +431,11 @@ def load_joint_model(reid_dir: str, checkpoint: str | None = None,
         source = beside
     detector, detection_config, _ = restore_detector(
         detection_model_dir or os.path.dirname(os.path.dirname(source)), source,
-        variant=saved.get('variant'))
+        variant=saved.get('variant'), precision=precision)
     branch = build_reid_branch(detector.variant, saved['embedding_dim'],
                                saved.get('reid_freeze_batch_norm', False),
-                               reid_policy(saved.get('reid_mixed_precision', 'float32')))
+                               reid_policy(precision or saved.get('reid_mixed_precision',
+                                                                  'float32')))
     tf.train.Checkpoint(reid=branch).restore(checkpoint).expect_partial() \
         .assert_existing_objects_matched()
     return JointModel(detector, branch), detection_config.image_size

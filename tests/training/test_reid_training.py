@@ -83,6 +83,13 @@ def test_one_step_per_phase_frozen_trunk_and_resume(pooled_run, tmp_path, capsys
     assert image_size == IMAGE and joint.embedding_dim == 8
     np.testing.assert_array_equal(joint.reid_branch.embedding.kernel,
                                   longer.branch.embedding.kernel)
+    # ... in the precision it was trained in (synthetic preset: 'auto'), or a chosen one.
+    for precision, compute in (('float32', 'float32'), ('bfloat16', 'bfloat16')):
+        chosen, _ = reid_training.load_joint_model(output_dir, precision=precision)
+        assert chosen.detector.head.compute_dtype == compute
+        assert chosen.reid_branch.rest.layers[-1].compute_dtype == compute
+        np.testing.assert_array_equal(chosen.reid_branch.embedding.kernel,
+                                      joint.reid_branch.embedding.kernel)
 
 
 def test_refuses_pooled_features_of_another_variant(pooled_run, tmp_path):

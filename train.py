@@ -17,7 +17,16 @@ written to `<model_dir>/pooled/`) and `reid` (stage 2: the re-ID branch trained 
 features with triplet losses, written to `<model_dir>/reid/`). Stages 2 and the pooling read the
 stage-1 run in `--detection_model_dir` (default `--model_dir`) and take its image size and its
 variant; `--stage=features --variant=J2` pools for another variant instead (the detector is the same
-network for J2, J3 and J4, so one stage-1 run serves all three).
+network for J2, J3 and J4, so one stage-1 run serves all three). `--variant=Disj` trains the
+disjoint baseline instead (the paper's Table 1a "Disj."): `features` crops every labelled box of the
+re-ID datasets from the images (256 x 128, uint8), `reid` trains a separate ResNet-50 on the crops
+with the same triplet schedule (initialised from the stage-1 detector's ResNet-50, or
+`--disjoint_weights`), and the model it makes is searched, evaluated and exported like a joint one:
+
+    python train.py --variant=Disj --model_dir=runs/synthetic_disj                # all stages
+    python train.py --stage=features --variant=Disj --model_dir=runs/disj \
+        --detection_model_dir=runs/synthetic_j3          # then --stage=reid: reuses a detector
+
 A preset gives every setting (`ps_tf/config.py`: `DetectionConfig` for stage 1, `ReidConfig` for
 the others); each setting is also a flag of the same name that overrides it, e.g. `--variant=J2
 --image_size=320 --epochs=5` or `--semi_hard_epochs=10 --identities_per_batch=16`. The resolved
@@ -36,9 +45,11 @@ from absl import app, flags
 
 import tfds_builders  # noqa: F401  (registers the ps_tf datasets)
 from ps_tf import config as config_lib
+from ps_tf.models.disjoint import DISJOINT
 from ps_tf.training import detection
 from ps_tf.training import feature_pooling
 from ps_tf.training import reid
+from ps_tf.training import stage2_models
 
 FLAGS = flags.FLAGS
 STAGES = ('detection', 'features', 'reid')
@@ -97,12 +108,15 @@ def _run_reid_stage(stage: str, manual_dir, strategy) -> dict:
     detection_model_dir = FLAGS.detection_model_dir or FLAGS.model_dir
     pooled_dir = os.path.join(FLAGS.model_dir, 'pooled')
     if stage == 'features':
+        disjoint = FLAGS.variant == DISJOINT   # crops of the images: no trunk, any stage-1 run
         detector, detection_config, checkpoint = feature_pooling.restore_detector(
-            detection_model_dir, variant=FLAGS.variant)
+            detection_model_dir, variant=None if disjoint else FLAGS.variant)
+        variant = DISJOINT if disjoint else detection_config.variant
         manifest = feature_pooling.pool_features(
-            detector.trunk, detection_config.variant, detection_config.image_size, pooled_dir,
-            feature_pooling.parse_dataset_list(config.reid_datasets), checkpoint,
-            split=config.reid_split, dtype=config.pooled_dtype,
+            None if disjoint else detector.trunk, variant, detection_config.image_size,
+            pooled_dir, feature_pooling.parse_dataset_list(config.reid_datasets), checkpoint,
+            split=config.reid_split,
+            dtype=stage2_models.record_dtype(variant, config.pooled_dtype),
             images_per_shard=config.images_per_shard, batch_size=config.pooling_batch_size,
             data_dir=FLAGS.data_dir, manual_dir=manual_dir)
         return {'pooled_dir': pooled_dir, 'num_records': manifest.num_records,
@@ -116,6 +130,8 @@ def _run_stage(stage: str, manual_dir, strategy) -> dict:
     if stage == 'detection':
         overrides = {f.name: FLAGS[f.name].value
                      for f in dataclasses.fields(config_lib.DetectionConfig)}
+        if overrides['variant'] == DISJOINT:   # its detector: the preset's (any J* is the same)
+            overrides['variant'] = None
         config = config_lib.resolve(FLAGS.preset, overrides)
         return detection.train_detector(config, FLAGS.model_dir, data_dir=FLAGS.data_dir,
                                         manual_dir=manual_dir, strategy=strategy)

@@ -120,13 +120,16 @@ class ReidConfig:
     """Feature pooling and stage 2: the re-ID branch trained on pooled features.
 
     The variant and image size come from the stage-1 run (its `config.json`). Field names differ
-    from `DetectionConfig`'s so that every field of both is its own `train.py` flag.
+    from `DetectionConfig`'s so that every field of both is its own `train.py` flag. The same
+    settings train the disjoint baseline's embedding network on ground-truth crops (variant
+    'Disj', `ps_tf/training/stage2_models.py`).
 
     Attributes:
         reid_datasets: comma-separated re-ID datasets ('name[/config]'), pooled from the split
             `reid_split`; identities are made unique across them.
         reid_split: the split pooled (TFDS slicing works).
-        pooled_dtype: storage dtype of the pooled features, 'float16' or 'float32'.
+        pooled_dtype: storage dtype of the pooled features, 'float16' or 'float32' (the
+            disjoint baseline's crops are always 'uint8').
         images_per_shard: images per pooled-feature shard (the unit of resume).
         pooling_batch_size: images per forward pass of the trunk while pooling.
         embedding_dim: size of the re-ID embedding.
@@ -158,6 +161,10 @@ class ReidConfig:
         reid_log_every, reid_checkpoint_every, reid_eval_every: periods in steps (eval 0 = only
             at the end).
         reid_seed: the P x K sampler's and the embedding layer's seed.
+        disjoint_weights: the disjoint baseline (variant 'Disj') only: its embedding ResNet-50's
+            initialisation, 'detector' (the stage-1 detector's ResNet-50, as the joint models'
+            re-ID branches start from the detector's stages), 'imagenet', 'none' or a ResNet-50
+            weights file.
     """
     reid_datasets: str = 'cuhk_sysu'
     reid_split: str = 'train'
@@ -184,6 +191,7 @@ class ReidConfig:
     reid_checkpoint_every: int = 1000
     reid_eval_every: int = 20000
     reid_seed: int = 0
+    disjoint_weights: str = 'detector'
 
 
 REID_PRESETS: dict[str, ReidConfig] = {

@@ -8,6 +8,10 @@ variant's pooled size. Boxes without an identity (person_id -1, ignore regions i
 written. Identities are the global labels of an `IdentityMap` over all the re-ID datasets, so they
 stay unique when several datasets are aggregated.
 
+The disjoint baseline (variant 'Disj') goes through the same code: its "features" are the
+ground-truth boxes cropped from the padded input image itself (no trunk) at 256 x 128, as
+`DisjointModel` crops detections, and stored as uint8 images (`stage2_models`).
+
 Work units and resume. The images of each dataset are taken in TFDS' deterministic file order and
 cut into contiguous ranges of `images_per_shard` (`split_into_shards`); shard i of the run reads
 the TFDS slice `split[start:end]` of its dataset. `ShardedWriter` writes each shard atomically, so
@@ -32,7 +36,8 @@ from ps_tf.data.decoder import decode_example
 from ps_tf.data.detection_parser import resize_and_pad, scale_boxes
 from ps_tf.config import DetectionConfig, load_detection_config
 from ps_tf.models.backbone import shared_level
-from ps_tf.models.reid import pooled_shape, roi_align, roi_size
+from ps_tf.models.disjoint import DISJOINT
+from ps_tf.models.reid import SNIPPET_SIZE, pooled_shape, roi_align, roi_size
 from ps_tf.models.retinanet import RetinaNetDetector
 from ps_tf.training import pooled_features
 from ps_tf.training import pooled_manifest
@@ -97,12 +102,12 @@ def _built(config: DetectionConfig) -> RetinaNetDetector:
     return detector
 
 
-def _layers_with_weights(model: tf.keras.Model) -> dict[str, tf.keras.layers.Layer]:
+def layers_with_weights(model: tf.keras.Model) -> dict[str, tf.keras.layers.Layer]:
     """The leaf layers of a (nested) model that hold weights, by name."""
     found = {}
     for layer in model.layers:
         if isinstance(layer, tf.keras.Model):
-            found.update(_layers_with_weights(layer))
+            found.update(layers_with_weights(layer))
         elif layer.weights:
             found[layer.name] = layer
     return found
@@ -118,8 +123,8 @@ def with_variant(detector: RetinaNetDetector, config: DetectionConfig,
             config).
     """
     target = _built(dataclasses.replace(config, variant=variant))
-    source_layers = {**_layers_with_weights(detector.trunk), **_layers_with_weights(detector.rest)}
-    target_layers = {**_layers_with_weights(target.trunk), **_layers_with_weights(target.rest)}
+    source_layers = {**layers_with_weights(detector.trunk), **layers_with_weights(detector.rest)}
+    target_layers = {**layers_with_weights(target.trunk), **layers_with_weights(target.rest)}
     if set(source_layers) != set(target_layers):
         raise ValueError(f'cannot split the {detector.variant} detector as {variant}: ResNet '
                          f'layers differ ({sorted(set(source_layers) ^ set(target_layers))[:5]})')
@@ -213,17 +218,22 @@ class FeaturePooler:
     """ROI-pools the ground-truth boxes of image batches on a frozen trunk.
 
     Args:
-        trunk: the stage-1 trunk (images -> {'C2', ..., 'C<k>'}), run in inference mode.
-        variant: 'J2', 'J3' or 'J4'.
+        trunk: the stage-1 trunk (images -> {'C2', ..., 'C<k>'}), run in inference mode; None
+            for 'Disj' (crops of the image).
+        variant: 'J2', 'J3', 'J4' or 'Disj'.
         image_size: side of the square model input, pixels.
     """
 
-    def __init__(self, trunk: tf.keras.Model, variant: str, image_size: int):
+    def __init__(self, trunk: tf.keras.Model | None, variant: str, image_size: int):
         self.trunk = trunk
         self.variant = variant
         self.image_size = image_size
-        self.pooled_shape = pooled_shape(variant)
-        self._shared_name = f'C{shared_level(variant)}'
+        self.disjoint = variant == DISJOINT
+        if not self.disjoint and trunk is None:
+            raise ValueError(f'pooling {variant} features needs the stage-1 trunk')
+        self.pooled_shape = SNIPPET_SIZE + (3,) if self.disjoint else pooled_shape(variant)
+        self._roi_size = SNIPPET_SIZE if self.disjoint else roi_size(variant)
+        self._shared_name = None if self.disjoint else f'C{shared_level(variant)}'
 
     @tf.function(reduce_retracing=True)
     def pool(self, images: tf.Tensor, boxes_yxyx: tf.Tensor,
@@ -236,11 +246,14 @@ class FeaturePooler:
             box_image_index: (M,) int32 image of each box.
 
         Returns:
-            (M, h, w, c) float32.
+            (M, h, w, c) float32; Disj: (M, 256, 128, 3) integral values in [0, 255].
         """
+        if self.disjoint:   # 8-bit crops of the image itself, as the baseline sees them
+            crops = roi_align(images, boxes_yxyx, box_image_index, self.image_size,
+                              self._roi_size)
+            return tf.clip_by_value(tf.round(crops), 0.0, 255.0)
         shared = self.trunk(images, training=False)[self._shared_name]
-        return roi_align(shared, boxes_yxyx, box_image_index, self.image_size,
-                         roi_size(self.variant))
+        return roi_align(shared, boxes_yxyx, box_image_index, self.image_size, self._roi_size)
 
     def pool_shard(self, work: ShardWork, batch_size: int, data_dir: str | None = None,
                    manual_dir=None) -> Iterator[pooled_features.PooledBox]:
@@ -260,7 +273,7 @@ class FeaturePooler:
                     box=batch['annotated_boxes'][i, k].astype(np.float64))
 
 
-def pool_features(trunk: tf.keras.Model, variant: str, image_size: int, output_dir: str,
+def pool_features(trunk: tf.keras.Model | None, variant: str, image_size: int, output_dir: str,
                   datasets: Sequence[str], source_checkpoint: str, split: str = 'train',
                   dtype: str = 'float16', images_per_shard: int = 500, batch_size: int = 8,
                   data_dir: str | None = None, manual_dir=None
@@ -268,14 +281,14 @@ def pool_features(trunk: tf.keras.Model, variant: str, image_size: int, output_d
     """Runs (or resumes) a pooling run and returns its complete manifest.
 
     Args:
-        trunk: the frozen stage-1 trunk of `variant`.
-        variant: 'J2', 'J3' or 'J4'.
+        trunk: the frozen stage-1 trunk of `variant` (None for 'Disj').
+        variant: 'J2', 'J3', 'J4' or 'Disj' (ground-truth crops, stored as uint8).
         image_size: the detector's input side (pixels).
         output_dir: the pooled-feature directory.
         datasets: TFDS names of the re-ID datasets.
         source_checkpoint: the stage-1 checkpoint the trunk was restored from (recorded).
         split: the split pooled.
-        dtype: storage dtype, 'float16' or 'float32'.
+        dtype: storage dtype, 'float16' or 'float32' ('uint8' for Disj crops).
         images_per_shard: images per shard.
         batch_size: images per trunk pass.
         data_dir, manual_dir: see `ps_tf.data.datasets.get_builder`.

@@ -18,7 +18,8 @@ One record = one `tf.train.Example` per box:
   storage dtype (float16 by default: a J3 box of 32 x 16 x 512 values is 512 KiB). Raw bytes rather
   than `tf.io.serialize_tensor`: no TensorProto wrapper, and numpy reads them too
   (`np.frombuffer(b, '<f2').reshape(shape)`).
-- `feature/shape`: int64 (3,) = (h, w, c); `feature/dtype`: bytes, 'float16' or 'float32'.
+- `feature/shape`: int64 (3,) = (h, w, c); `feature/dtype`: bytes, 'float16', 'float32' or
+  'uint8' (the disjoint baseline's image crops).
 - `label`: int64, the global identity label (`pooled_manifest.IdentityMap`); `person_id`: int64,
   the dataset's own id; `dataset`: bytes, the dataset name; `image_name`: bytes.
 - `box`: the ground-truth box as 4 raw little-endian float64 (pixel x1, y1, x2, y2, as annotated;
@@ -105,13 +106,21 @@ def encode_pooled_example(box: PooledBox, label: int, dtype: str = 'float16') ->
     """Serializes one box as a `tf.train.Example` (fields in the module docstring).
 
     Raises:
-        ValueError: the feature is not 3-D, or is not finite once cast to `dtype` (float16
-            overflows above 65504), or the box is not 4 values.
+        ValueError: the feature is not 3-D, is not finite once cast to `dtype` (float16
+            overflows above 65504), does not fit an integer `dtype` exactly, or the box is not
+            4 values.
     """
     feature = np.asarray(box.feature)
     if feature.ndim != 3:
         raise ValueError(f'{box.dataset}/{box.image_name}: feature must be (h, w, c), got shape '
                          f'{feature.shape}')
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        limits = np.iinfo(dtype)
+        if feature.size and (feature.min() < limits.min or feature.max() > limits.max
+                             or not np.array_equal(np.rint(feature), feature)):
+            raise ValueError(f'{box.dataset}/{box.image_name}: a {dtype} record needs integer '
+                             f'values in [{limits.min}, {limits.max}], got '
+                             f'[{feature.min()}, {feature.max()}]')
     with np.errstate(over='ignore'):
         stored = feature.astype(np.dtype(dtype).newbyteorder('<'))
     if not np.all(np.isfinite(stored)):

@@ -12,9 +12,9 @@ Manifest (`manifest.json`, written atomically: temporary file + rename):
     {
       "format": "ps_tf.pooled_features", "format_version": 1,
       "complete": true,                  # false while the pooling run is in progress
-      "variant": "J3",                   # the model variant that pooled the features
+      "variant": "J3",                   # the model variant that pooled the features (or Disj)
       "pooled_shape": [32, 16, 512],     # (height, width, channels) of every record
-      "dtype": "float16",                # storage dtype of the feature bytes
+      "dtype": "float16",                # storage dtype of the feature bytes (uint8: Disj crops)
       "source_checkpoint": "...",        # stage-1 checkpoint the shared maps came from
       "num_shards": 10,
       "shards": [{"file": "pooled-00000-of-00010.tfrecord",
@@ -44,7 +44,7 @@ MANIFEST_NAME = 'manifest.json'
 FORMAT = 'ps_tf.pooled_features'
 FORMAT_VERSION = 1
 NO_IDENTITY = -1
-STORAGE_DTYPES = ('float16', 'float32')
+STORAGE_DTYPES = ('float16', 'float32', 'uint8')   # uint8: the disjoint baseline's crops
 
 
 class IdentityMap:

@@ -4,7 +4,9 @@
   complete pooled-feature directory whose manifest matches the branch (variant, pooled shape).
 - Model: `ReidBranch`, its replicated ResNet stages initialised from the stage-1 detector the
   features were pooled with (the manifest's `source_checkpoint`). The shared trunk is not part of
-  this graph at all (its output was pooled beforehand), so no gradient can reach it.
+  this graph at all (its output was pooled beforehand), so no gradient can reach it. For the
+  disjoint baseline (a manifest of variant 'Disj': ground-truth crops), a `DisjointEmbedder`, a
+  whole ResNet-50 initialised from the detector's (`stage2_models`), trained the same way.
 - Losses: TFA's semi-hard triplet loss for `semi_hard_epochs`, then TFA's batch-hard triplet loss
   for `hard_epochs` (the paper: 350 + 350), both with the same margin, on the L2-normalised
   embeddings (`normalize_for_loss`, default; TFA's losses expect them) or the raw ones. The
@@ -33,11 +35,13 @@ from absl import logging
 
 from ps_tf.config import ReidConfig, save_config
 from ps_tf.data.identity_sampler import IdentityBalancedSampler, identity_balanced_dataset
-from ps_tf.models.joint import JointModel
-from ps_tf.models.reid import ReidBranch, build_reid_branch, copy_detector_stages, pooled_shape
+from ps_tf.models.disjoint import DISJOINT, DisjointEmbedder
+from ps_tf.models.joint import PersonSearchModel
+from ps_tf.models.reid import ReidBranch
 from ps_tf.models.retinanet import RetinaNetDetector
 from ps_tf.schedules import LinearCosineDecayWithWarmup, PhasedSchedule
 from ps_tf.training import pooled_manifest
+from ps_tf.training import stage2_models
 from ps_tf.training.detection import MIXED_PRECISION_POLICIES, resolve_mixed_precision
 from ps_tf.training.feature_pooling import restore_detector
 
@@ -87,7 +91,7 @@ def triplet_statistics(embeddings: tf.Tensor, labels: tf.Tensor,
     }
 
 
-def search_metrics(joint: JointModel, dataset: str, image_size: int, batch_size: int = 8,
+def search_metrics(joint: PersonSearchModel, dataset: str, image_size: int, batch_size: int = 8,
                    data_dir: str | None = None, manual_dir=None) -> dict[str, float]:
     """Search mAP / top-1 of the joint model on `dataset`'s gallery and query splits.
 
@@ -177,8 +181,10 @@ class ReidTrainer:
         self.manual_dir = manual_dir
         self.strategy = strategy or tf.distribute.get_strategy()
         self.manifest = pooled_manifest.read_manifest(pooled_dir)
-        pooled_manifest.check_manifest(self.manifest, variant=detector.variant,
-                                       pooled_shape=pooled_shape(detector.variant))
+        # Crops (Disj) serve any detector; pooled maps only the variant they were pooled for.
+        self.variant = DISJOINT if self.manifest.variant == DISJOINT else detector.variant
+        pooled_manifest.check_manifest(self.manifest, variant=self.variant,
+                                       pooled_shape=stage2_models.record_shape(self.variant))
         replicas = self.strategy.num_replicas_in_sync
         if config.identities_per_batch % replicas:
             raise ValueError(f'identities_per_batch ({config.identities_per_batch}) must be a '
@@ -198,10 +204,9 @@ class ReidTrainer:
                                                warmup)
         tf.keras.utils.set_random_seed(config.reid_seed)   # the embedding layer's initialisation
         with self.strategy.scope():
-            self.branch: ReidBranch = build_reid_branch(
-                detector.variant, config.embedding_dim, config.reid_freeze_batch_norm,
-                reid_policy(config.reid_mixed_precision))
-            copy_detector_stages(self.branch, detector.rest)
+            self.branch: ReidBranch | DisjointEmbedder = stage2_models.build_stage2_model(
+                self.variant, detector, config.embedding_dim, config.reid_freeze_batch_norm,
+                reid_policy(config.reid_mixed_precision), config.disjoint_weights)
             self.optimizer = tf.keras.optimizers.Adam(self.schedule)
             self.checkpoint = tf.train.Checkpoint(reid=self.branch, optimizer=self.optimizer)
         self.manager = tf.train.CheckpointManager(
@@ -209,7 +214,7 @@ class ReidTrainer:
             step_counter=self.optimizer.iterations,
             checkpoint_interval=config.reid_checkpoint_every)
         self._steps = {}
-        self._joint: JointModel | None = None
+        self._joint: PersonSearchModel | None = None
 
     @property
     def step(self) -> int:
@@ -227,10 +232,11 @@ class ReidTrainer:
             logging.info('resumed stage 2 from %s (step %d)', latest, self.step)
         return self.step
 
-    def joint_model(self) -> JointModel:
-        """The detector and this branch as one model (built once: its graphs are reused)."""
+    def joint_model(self) -> PersonSearchModel:
+        """The detector and this branch (or embedder) as one model (built once: its graphs are
+        reused)."""
         if self._joint is None:
-            self._joint = JointModel(self.detector, self.branch)
+            self._joint = stage2_models.person_search_model(self.detector, self.branch)
         return self._joint
 
     def _train_step_fn(self, phase: str):
@@ -279,7 +285,7 @@ class ReidTrainer:
     def train(self) -> dict[str, float]:
         """Trains to `total_steps` (resuming if possible); returns the last validation metrics."""
         config = self.config
-        save_config(config, self.output_dir, variant=self.detector.variant,
+        save_config(config, self.output_dir, variant=self.variant,
                     image_size=self.image_size, pooled_dir=self.manifest.directory,
                     source_checkpoint=self.manifest.source_checkpoint,
                     total_steps=self.total_steps, semi_hard_steps=self.semi_hard_steps,
@@ -295,7 +301,7 @@ class ReidTrainer:
         iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
         writer = tf.summary.create_file_writer(os.path.join(self.output_dir, 'train'))
         batch = config.identities_per_batch * config.samples_per_identity
-        print(f'stage 2 (re-ID, {self.detector.variant}): {self.total_steps} steps '
+        print(f'stage 2 (re-ID, {self.variant}): {self.total_steps} steps '
               f'({self.semi_hard_steps} semi-hard, then batch hard; {self.steps_per_epoch}/epoch, '
               f'P x K = {config.identities_per_batch} x {config.samples_per_identity}) from step '
               f'{self.step}, output {self.output_dir}', flush=True)
@@ -365,8 +371,9 @@ def train_reid(config: ReidConfig, output_dir: str, pooled_dir: str,
     checkpoint = manifest.source_checkpoint
     detection_model_dir = detection_model_dir or os.path.dirname(os.path.dirname(checkpoint))
     with (strategy or tf.distribute.get_strategy()).scope():
-        detector, detection_config, _ = restore_detector(detection_model_dir, checkpoint,
-                                                         variant=manifest.variant)
+        detector, detection_config, _ = restore_detector(
+            detection_model_dir, checkpoint,
+            variant=None if manifest.variant == DISJOINT else manifest.variant)
     return ReidTrainer(config, output_dir, pooled_dir, detector, detection_config.image_size,
                        data_dir, manual_dir, strategy).train()
 
@@ -395,9 +402,10 @@ def locate_stage2(path: str) -> tuple[str, str | None]:
 
 def load_joint_model(reid_dir: str, checkpoint: str | None = None,
                      detection_model_dir: str | None = None,
-                     precision: str | None = None) -> tuple[JointModel, int]:
+                     precision: str | None = None) -> tuple[PersonSearchModel, int]:
     """The joint model of a finished (or running) stage 2: its detector (the checkpoint the
-    features were pooled with) and its re-ID branch (latest or given checkpoint).
+    features were pooled with) and its re-ID branch (latest or given checkpoint); for the
+    disjoint baseline, a `DisjointModel` (the detector and the crop embedder).
 
     Args:
         reid_dir: the stage-2 output directory (`<model_dir>/reid`).
@@ -429,13 +437,15 @@ def load_joint_model(reid_dir: str, checkpoint: str | None = None,
         # The run was trained from another working directory (a relative --model_dir) or moved:
         # the stage-1 checkpoint is the one beside the stage-2 directory, as train.py lays out.
         source = beside
+    disjoint = saved.get('variant') == DISJOINT
     detector, detection_config, _ = restore_detector(
         detection_model_dir or os.path.dirname(os.path.dirname(source)), source,
-        variant=saved.get('variant'), precision=precision)
-    branch = build_reid_branch(detector.variant, saved['embedding_dim'],
-                               saved.get('reid_freeze_batch_norm', False),
-                               reid_policy(precision or saved.get('reid_mixed_precision',
-                                                                  'float32')))
-    tf.train.Checkpoint(reid=branch).restore(checkpoint).expect_partial() \
+        variant=None if disjoint else saved.get('variant'), precision=precision)
+    network = stage2_models.build_stage2_model(
+        DISJOINT if disjoint else detector.variant, detector, saved['embedding_dim'],
+        saved.get('reid_freeze_batch_norm', False),
+        reid_policy(precision or saved.get('reid_mixed_precision', 'float32')),
+        initialise=False)
+    tf.train.Checkpoint(reid=network).restore(checkpoint).expect_partial() \
         .assert_existing_objects_matched()
-    return JointModel(detector, branch), detection_config.image_size
+    return stage2_models.person_search_model(detector, network), detection_config.image_size

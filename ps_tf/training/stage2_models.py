@@ -1,0 +1,94 @@
+"""What stage 2 trains, per variant: the re-ID branch of a joint model (J2/J3/J4) or the separate
+embedding network of the disjoint baseline (Disj).
+
+Stage 2 is the same for both (design.md §3; the paper's Table 1a "Disj." row): P x K batches from
+a pooled-record directory, TFA triplet losses, one schedule, checkpoints. Only the records and
+the network differ:
+
+- J2/J3/J4: ROI-pooled shared maps (e.g. J3: (32, 16, 512) float16); a `ReidBranch`,
+  initialised from the detector's stages after the trunk.
+- Disj: ground-truth crops of the padded input image, (256, 128, 3) uint8; a `DisjointEmbedder`
+  (a whole ResNet-50), initialised from the detector's whole ResNet-50 (or `disjoint_weights`:
+  'imagenet', 'none', a weights file).
+
+Disj crops are cut from the image exactly as `DisjointModel` cuts detections at inference (the
+resized and padded model input, bilinear, 256 x 128), so training and search see the same crops.
+"""
+
+from __future__ import annotations
+
+from ps_tf.models.disjoint import DISJOINT, DisjointEmbedder, DisjointModel, \
+    build_disjoint_embedder
+from ps_tf.models.joint import JointModel, PersonSearchModel
+from ps_tf.models.reid import SNIPPET_SIZE, ReidBranch, build_reid_branch, copy_detector_stages, \
+    pooled_shape
+from ps_tf.models.retinanet import RetinaNetDetector
+from ps_tf.training.feature_pooling import layers_with_weights
+
+CROP_DTYPE = 'uint8'
+# 'detector': the embedder's ResNet-50 starts as the stage-1 detector's (trunk + rest).
+FROM_DETECTOR = 'detector'
+
+
+def record_shape(variant: str) -> tuple[int, int, int]:
+    """(h, w, c) of a stage-2 record of `variant`."""
+    return SNIPPET_SIZE + (3,) if variant == DISJOINT else pooled_shape(variant)
+
+
+def record_dtype(variant: str, pooled_dtype: str) -> str:
+    """The storage dtype: crops are 8-bit images; pooled maps use the `pooled_dtype` setting."""
+    return CROP_DTYPE if variant == DISJOINT else pooled_dtype
+
+
+def copy_detector_resnet(embedder: DisjointEmbedder, detector: RetinaNetDetector) -> None:
+    """Initialises the embedder's ResNet-50 with the detector's (its trunk and rest hold exactly
+    one ResNet-50's layers; matched by Keras layer name).
+
+    Raises:
+        ValueError: the two ResNets' layers or weight shapes differ.
+    """
+    source = {**layers_with_weights(detector.trunk), **layers_with_weights(detector.rest)}
+    target = layers_with_weights(embedder.resnet)
+    if set(source) != set(target):
+        raise ValueError(f'the detector\'s ResNet-50 layers differ from the embedder\'s: '
+                         f'{sorted(set(source) ^ set(target))[:5]}')
+    for name, layer in target.items():
+        for destination, value in zip(layer.weights, source[name].weights):
+            if destination.shape != value.shape:
+                raise ValueError(f'{name}: {value.shape} in the detector, {destination.shape} in '
+                                 f'the embedder')
+            destination.assign(value)
+
+
+def build_stage2_model(variant: str, detector: RetinaNetDetector, embedding_dim: int,
+                       freeze_batch_norm: bool, policy: str,
+                       disjoint_weights: str = FROM_DETECTOR,
+                       initialise: bool = True) -> ReidBranch | DisjointEmbedder:
+    """The network stage 2 trains for `variant`.
+
+    Args:
+        variant: 'J2', 'J3', 'J4' or 'Disj'.
+        detector: the stage-1 detector (its stages initialise the network).
+        embedding_dim, freeze_batch_norm, policy: as the stage-2 settings say.
+        disjoint_weights: Disj: 'detector' (default), 'none', 'imagenet' or a ResNet-50 weights
+            file.
+        initialise: False when a checkpoint will be restored over it anyway.
+    """
+    if variant != DISJOINT:
+        branch = build_reid_branch(variant, embedding_dim, freeze_batch_norm, policy)
+        if initialise:
+            copy_detector_stages(branch, detector.rest)
+        return branch
+    weights = disjoint_weights if initialise and disjoint_weights != FROM_DETECTOR else 'none'
+    embedder = build_disjoint_embedder(embedding_dim, weights, freeze_batch_norm, policy)
+    if initialise and disjoint_weights == FROM_DETECTOR:
+        copy_detector_resnet(embedder, detector)
+    return embedder
+
+
+def person_search_model(detector: RetinaNetDetector,
+                        network: ReidBranch | DisjointEmbedder) -> PersonSearchModel:
+    """The detector and the trained stage-2 network as one search model."""
+    if isinstance(network, DisjointEmbedder):
+        return DisjointModel(detector, network)
+    return JointModel(detector, network)

@@ -1,0 +1,116 @@
+"""Every Table 1 recipe's commands parse with the scripts' own absl flags and name datasets that
+exist as TFDS builders; the recipe table covers Table 1a/c/d and shares runs as intended."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+import recipes as recipes_lib
+import step_runner
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SETTINGS = step_runner.CommandSettings(root='/runs/table1', data_dir='/data/tfds',
+                                       manual_dir='cuhk_sysu=/data/cuhk,prw=/data/prw')
+
+# Loads a script as a module (its flags get defined, main does not run) and parses each command
+# line of stdin (a JSON list of argvs) with absl; prints the errors as JSON.
+PARSE_PROGRAM = '''
+import importlib.util, json, sys
+from absl import flags
+spec = importlib.util.spec_from_file_location('script_under_test', sys.argv[1])
+spec.loader.exec_module(importlib.util.module_from_spec(spec))
+errors = []
+for argv in json.load(sys.stdin):
+    flags.FLAGS.unparse_flags()
+    try:
+        flags.FLAGS(argv)
+    except flags.Error as error:
+        errors.append(f'{" ".join(argv)}: {error}')
+print(json.dumps(errors))
+'''
+
+
+def _commands_by_script() -> dict[str, list[list[str]]]:
+    by_script = {}
+    for step in recipes_lib.ordered_steps(recipes_lib.all_recipes()):
+        argv = step_runner.command(step.script, step.args, SETTINGS)
+        by_script.setdefault(step.script, []).append([argv[1]] + argv[2:])
+    return by_script
+
+
+def test_every_command_parses_with_its_script_flags():
+    by_script = _commands_by_script()
+    assert set(by_script) == {step_runner.TRAIN, step_runner.EVALUATE, step_runner.PREPARE}
+    processes = {script: subprocess.Popen(
+        [sys.executable, '-c', PARSE_PROGRAM, str(ROOT / script)], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        for script in by_script}   # in parallel: each imports TensorFlow
+    for script, process in processes.items():
+        stdout, stderr = process.communicate(json.dumps(by_script[script]), timeout=300)
+        assert process.returncode == 0, stderr[-3000:]
+        assert json.loads(stdout.strip().splitlines()[-1]) == [], script
+
+
+def _flag_values(argv: list[str], name: str) -> list[str]:
+    return [arg.split('=', 1)[1] for arg in argv if arg.startswith(f'--{name}=')]
+
+
+def test_every_dataset_is_a_registered_tfds_builder():
+    import tensorflow_datasets as tfds
+
+    import tfds_builders  # noqa: F401
+
+    names = set()
+    for step in recipes_lib.ordered_steps(recipes_lib.all_recipes()):
+        argv = list(step.args)
+        for spec in _flag_values(argv, 'datasets') + _flag_values(argv, 'validation'):
+            names |= {entry.split(':')[0] for entry in spec.split(',')}
+        for flag in ('reid_datasets', 'dataset'):
+            names |= {n for value in _flag_values(argv, flag) for n in value.split(',')}
+    assert names == {'cuhk_sysu', 'prw', 'mot17det', 'wider_pedestrian'}
+    for name in names:
+        tfds.builder(name, data_dir='/nonexistent')   # raises for an unknown name or config
+
+
+def test_table_1_is_covered_and_runs_are_shared():
+    recipes = recipes_lib.all_recipes()
+    by_part = {part: [r.id for r in recipes if r.part == part] for part in ('1a', '1c', '1d')}
+    assert len(by_part['1a']) == 8 and len(by_part['1c']) == 6 and len(by_part['1d']) == 6
+    assert all(r.evaluations and all(e.paper for e in r.evaluations) for r in recipes)
+    steps = recipes_lib.ordered_steps(recipes)
+    # One detection run per mix (all4, mwp, prw, cuhk) for all variants and Disj.
+    assert sorted(s.key for s in steps if s.key.startswith('detection/')) == [
+        'detection/all4', 'detection/cuhk', 'detection/mwp', 'detection/prw']
+    # Table 1d's aggregated J3 is Table 1a's CUHK-SYSU J3: the same stage-2 run and evaluation.
+    by_id = {r.id: r for r in recipes}
+    assert set(by_id['1a_J3_cuhk'].steps) < set(by_id['1d_J3'].steps)
+    assert [e.boxes for e in by_id['1d_J3c'].evaluations] == ['predicted', 'GT']
+    # Cross-dataset rows build CUHK-SYSU for evaluation; its numbers are the paper's Table 1c.
+    assert any(s.key == 'prepare/cuhk_sysu' for s in by_id['1c_J4mwp'].steps)
+    assert by_id['1c_J3mwp'].evaluations[0].paper == {'100': (54.6, 56.1), '4000': (28.1, 29.7)}
+    assert by_id['1a_J2_prw'].evaluations[0].paper == {'PRW': (25.2, 47.0)}
+
+
+def test_select():
+    assert [r.id for r in recipes_lib.select('table=1c')][:2] == ['1c_J2p', '1c_J2mwp']
+    assert [r.id for r in recipes_lib.select('1d_J4,1a_J3_prw')] == ['1a_J3_prw', '1d_J4']
+    assert len(recipes_lib.select('all')) == 20
+    with pytest.raises(ValueError, match='unknown recipe'):
+        recipes_lib.select('1a_J5')
+    with pytest.raises(ValueError, match='unknown table part'):
+        recipes_lib.select('table=1b')
+
+
+def test_dry_run_prints_each_shared_step_once():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / 'experiments' / 'run_recipes.py'), '--recipes=table=1d',
+         '--root=/tmp/never_written', '--dry_run'], capture_output=True, text=True, cwd=ROOT,
+        timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count('--stage=detection') == 2        # cuhk and all4
+    assert result.stdout.count('--stage=features') == 6
+    assert result.stdout.count('--use_gt_boxes') == 6
+    assert not pathlib.Path('/tmp/never_written').exists()

@@ -1,13 +1,11 @@
-"""The disjoint baseline: output shapes for 0, 1 and many people, crops from the right image and
-region, raw vs L2-normalised embeddings."""
+"""The disjoint baseline: crops from the right image and region, raw vs L2-normalised embeddings
+(the shapes every person-search model must give: test_person_search_models.py)."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from ps_tf.models.disjoint import DISJOINT, DisjointModel, build_disjoint_embedder
-from ps_tf.models.joint import JointModel
-from ps_tf.models.postprocess import DetectionGenerator
 from ps_tf.models.retinanet import build_detector
 
 IMAGE = 64
@@ -23,45 +21,10 @@ def parts():
     return detector, embedder, images
 
 
-@pytest.mark.parametrize('max_detections, score_threshold, expected', [
-    (4, 0.99, 0),     # an untrained detector scores ~0.01: nobody above 0.99
-    (1, 0.0, 1),
-    (4, 0.0, 4)])
-def test_detect_and_embed_for_0_1_and_many_people(parts, max_detections, score_threshold,
-                                                  expected):
-    detector, embedder, images = parts
-    detector.detection_generator = DetectionGenerator(max_detections=max_detections,
-                                                      score_threshold=score_threshold)
-    model = DisjointModel(detector, embedder)
-    outputs = model.detect_and_embed(images)
-    assert outputs['detection_boxes'].shape == (2, max_detections, 4)
-    np.testing.assert_array_equal(outputs['num_detections'], [expected, expected])
-    embeddings = outputs['detection_embeddings'].numpy()
-    assert embeddings.shape == (2, max_detections, EMBEDDING)
-    np.testing.assert_allclose(np.linalg.norm(embeddings[:, :expected], axis=-1), 1.0, rtol=1e-5)
-    np.testing.assert_array_equal(embeddings[:, expected:], 0.0)   # padded slots
-    if expected:   # queries take the same path as detections
-        boxes = outputs['detection_boxes'][:, :expected]
-        again = model.embed_boxes(images, tf.reshape(boxes, [-1, 4]),
-                                  tf.repeat(tf.range(2), expected))
-        np.testing.assert_allclose(again.numpy().reshape(2, expected, -1),
-                                   embeddings[:, :expected], atol=1e-4)
-
-
-def test_embed_boxes_for_0_1_and_many_boxes(parts):
-    detector, embedder, images = parts
-    model = DisjointModel(detector, embedder)
-    assert model.variant == DISJOINT and model.embedding_dim == EMBEDDING
-    boxes = tf.constant([[0.0, 0.0, 64.0, 32.0], [10.0, 20.0, 60.0, 40.0], [5.0, 5.0, 30.0, 20.0]])
-    for count in (0, 1, 3):
-        embeddings = model.embed_boxes(images, boxes[:count], tf.constant([0, 1, 1][:count]))
-        assert embeddings.shape == (count, EMBEDDING)
-        np.testing.assert_allclose(np.linalg.norm(embeddings, axis=-1), 1.0, rtol=1e-5)
-
-
 def test_crops_come_from_the_box_region_of_the_indexed_image(parts):
     detector, embedder, _ = parts
     model = DisjointModel(detector, embedder)
+    assert model.variant == DISJOINT and model.embedding_dim == EMBEDDING
     backgrounds = tf.random.stateless_uniform([2, IMAGE, IMAGE, 3], [3, 4], maxval=255.0)
     person = tf.random.stateless_uniform([34, 18, 3], [5, 6], maxval=255.0)
     # The same person at the same place in two different scenes; one pixel more than the box on
@@ -93,16 +56,6 @@ def test_embedder_call_is_raw_and_embed_normalised(parts):
     np.testing.assert_allclose(normalised, raw / np.linalg.norm(raw, axis=-1, keepdims=True),
                                rtol=1e-4, atol=1e-6)
     assert embedder.embed(tf.zeros([0, 256, 128, 3])).shape == (0, EMBEDDING)
-
-
-def test_joint_and_disjoint_models_share_the_interface(parts):
-    detector, embedder, _ = parts
-    from ps_tf.models.reid import build_reid_branch
-    joint = JointModel(detector, build_reid_branch('J4', embedding_dim=EMBEDDING))
-    disjoint = DisjointModel(detector, embedder)
-    for model in (joint, disjoint):
-        assert callable(model.detect_and_embed) and callable(model.embed_boxes)
-        assert model.embedding_dim == EMBEDDING
 
 
 def test_bfloat16_embedder_returns_float32_embeddings():

@@ -1,5 +1,5 @@
-"""The joint model: output shapes for 0, 1 and many people, the shared ROI path, no gradient to
-the trunk."""
+"""The joint model: no gradient to the trunk, matching variants, every variant runs (the shapes
+every person-search model must give: test_person_search_models.py)."""
 
 import numpy as np
 import pytest
@@ -22,44 +22,6 @@ def parts():
     reid.copy_detector_stages(branch, detector.rest)
     images = tf.random.stateless_uniform([2, IMAGE, IMAGE, 3], [1, 2], maxval=255.0)
     return detector, branch, images
-
-
-@pytest.mark.parametrize('max_detections, score_threshold, expected', [
-    (4, 0.99, 0),     # an untrained detector scores ~0.01: nobody above 0.99
-    (1, 0.0, 1),
-    (4, 0.0, 4)])
-def test_detect_and_embed_for_0_1_and_many_people(parts, max_detections, score_threshold,
-                                                  expected):
-    detector, branch, images = parts
-    detector.detection_generator = DetectionGenerator(max_detections=max_detections,
-                                                      score_threshold=score_threshold)
-    joint = JointModel(detector, branch)   # a new instance: its own traced graph
-    outputs = joint.detect_and_embed(images)
-    assert outputs['detection_boxes'].shape == (2, max_detections, 4)
-    assert outputs['detection_scores'].shape == (2, max_detections)
-    np.testing.assert_array_equal(outputs['num_detections'], [expected, expected])
-    embeddings = outputs['detection_embeddings'].numpy()
-    assert embeddings.shape == (2, max_detections, EMBEDDING)
-    norms = np.linalg.norm(embeddings, axis=-1)
-    np.testing.assert_allclose(norms[:, :expected], 1.0, rtol=1e-5)
-    np.testing.assert_array_equal(embeddings[:, expected:], 0.0)   # padded slots
-    if expected:
-        # Queries take the same ROI path: embedding the detected boxes gives the same vectors.
-        boxes = outputs['detection_boxes'][:, :expected]
-        again = joint.embed_boxes(images, tf.reshape(boxes, [-1, 4]),
-                                  tf.repeat(tf.range(2), expected))
-        np.testing.assert_allclose(again.numpy().reshape(2, expected, -1),
-                                   embeddings[:, :expected], atol=1e-4)
-
-
-def test_embed_boxes_for_0_1_and_many_boxes(parts):
-    detector, branch, images = parts
-    joint = JointModel(detector, branch)
-    boxes = tf.constant([[0.0, 0.0, 64.0, 32.0], [10.0, 20.0, 60.0, 40.0], [5.0, 5.0, 30.0, 20.0]])
-    for count in (0, 1, 3):
-        embeddings = joint.embed_boxes(images, boxes[:count], tf.constant([0, 1, 1][:count]))
-        assert embeddings.shape == (count, EMBEDDING)
-        np.testing.assert_allclose(np.linalg.norm(embeddings, axis=-1), 1.0, rtol=1e-5)
 
 
 def test_no_reid_gradient_reaches_the_shared_trunk(parts):

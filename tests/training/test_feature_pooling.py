@@ -1,6 +1,5 @@
 """Feature pooling: the right records with the right identities, and resume by shard."""
 
-import dataclasses
 import os
 
 import numpy as np
@@ -8,31 +7,21 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from ps_tf import config as config_lib
 from ps_tf.data import datasets as datasets_lib
 from ps_tf.data.decoder import decode_example
 from ps_tf.data.detection_parser import resize_and_pad, scale_boxes
 from ps_tf.models import reid
-from ps_tf.training import detection, feature_pooling, pooled_features, pooled_manifest
+from ps_tf.training import feature_pooling, pooled_features, pooled_manifest
+from stage1_fixture import make_stage1_run
 
 DATASET = 'synthetic_person_search/tiny'
 IMAGE = 64
 
 
-def make_stage1_run(model_dir: str, variant: str = 'J4') -> str:
-    """A stage-1 run directory (config.json + an untrained checkpoint); returns the checkpoint."""
-    config = dataclasses.replace(config_lib.PRESETS['synthetic'], variant=variant,
-                                 image_size=IMAGE)
-    config_lib.save_config(config, model_dir)
-    model = detection.build_model(config)
-    model(tf.zeros([1, IMAGE, IMAGE, 3]), training=False)
-    return tf.train.Checkpoint(model=model).save(os.path.join(model_dir, 'checkpoints', 'ckpt'))
-
-
 @pytest.fixture(scope='module')
 def stage1(tmp_path_factory):
     model_dir = str(tmp_path_factory.mktemp('stage1'))
-    checkpoint = make_stage1_run(model_dir)
+    checkpoint = make_stage1_run(model_dir, image_size=IMAGE)
     detector, config, restored = feature_pooling.restore_detector(model_dir)
     assert restored == checkpoint and config.variant == 'J4' and config.image_size == IMAGE
     return detector, checkpoint

@@ -10,25 +10,16 @@ import tensorflow as tf
 
 from ps_tf import config as config_lib
 from ps_tf.training import feature_pooling, reid as reid_training
+from stage1_fixture import make_stage1_run
 
 DATASET = 'synthetic_person_search/tiny'
 IMAGE = 64
 
 
-def _stage1_run(model_dir: str) -> str:
-    config = dataclasses.replace(config_lib.PRESETS['synthetic'], variant='J4',
-                                 image_size=IMAGE)
-    config_lib.save_config(config, model_dir)
-    from ps_tf.training import detection
-    model = detection.build_model(config)
-    model(tf.zeros([1, IMAGE, IMAGE, 3]), training=False)
-    return tf.train.Checkpoint(model=model).save(os.path.join(model_dir, 'checkpoints', 'ckpt'))
-
-
 @pytest.fixture(scope='module')
 def pooled_run(tmp_path_factory, tiny_synthetic_data_dir):
     model_dir = str(tmp_path_factory.mktemp('run'))
-    _stage1_run(model_dir)
+    make_stage1_run(model_dir, image_size=IMAGE)
     detector, _, checkpoint = feature_pooling.restore_detector(model_dir)
     pooled_dir = os.path.join(model_dir, 'pooled')
     feature_pooling.pool_features(detector.trunk, 'J4', IMAGE, pooled_dir, [DATASET], checkpoint,

@@ -1,6 +1,9 @@
 """The paper's three findings at CPU scale, on the synthetic datasets, over several seeds.
 
     python experiments/cpu_findings.py --root=runs/cpu_findings              # ~5 h on 2 cores
+    python experiments/cpu_findings.py --root=runs/cpu_findings --pair_variants=J4 --nogt_boxes \
+        --extra_flags="--epochs=2 --steps_per_epoch=150 --semi_hard_epochs=5 --hard_epochs=5"
+                                                                           # ~2 h: RESULTS.md
     python experiments/cpu_findings.py --root=runs/cpu_findings --dry_run    # plan + estimate
     python experiments/cpu_findings.py --root=runs/cpu_findings --report_only
 
@@ -13,10 +16,11 @@ The synthetic configs stand in for the real datasets:
 | a domain never trained on (CUHK-SYSU in Table 1c) | `synthetic_person_search/domain_b` |
 
 Per seed, two detection runs: "single" (default only: the paper's J*c, and J*p of Table 1c) and
-"aggregated" (default + detection_only: J*, and J*m-w-p). Each serves J2, J3 and J4 (the features
-stage re-splits the same detector), so a seed trains 2 detectors and 6 re-ID branches, and each
-of the 6 models is evaluated on default (predicted and ground-truth boxes) and on domain_b. The
-findings then read:
+"aggregated" (default + detection_only: J*, and J*m-w-p). The aggregated one serves `--variants`,
+the single one `--pair_variants` (by default both J2, J3 and J4; the features stage re-splits the
+same detector), so a seed trains 2 detectors and up to 6 re-ID branches. Every model is evaluated
+on default (predicted and, unless --nogt_boxes, ground-truth boxes), the pair variants also on
+domain_b. The findings then read:
 
 1. sharing depth: J2 vs J3 vs J4 on default (aggregated detection, as Table 1a), plus the
    inference speed of each variant (`benchmarks/runtime_table.py`, untrained weights: speed does
@@ -49,7 +53,9 @@ SPEED_KEY = 'speed/runtime'
 # 17.6 for 1,625 images x 3.5 epochs (scaled by the number of training images), pooling 0.6,
 # re-ID 6.4 (scaled by the replicated stages' FLOPs: J2 C3-C5 1.45x, J4 C5 0.36x of J3's C4-C5),
 # an evaluation ~1 (model load, ~200 gallery images, 60 queries), the speed table ~5.
-MINUTES_DETECTION_PER_IMAGE = 17.6 / 1625
+PRESET_BATCH, PRESET_EPOCHS = 8, 3.5                  # the synthetic detection preset
+MINUTES_DETECTION_PER_STEP = 17.6 / (1625 / PRESET_BATCH * PRESET_EPOCHS)
+PRESET_REID_EPOCHS, PRESET_REID_STEPS_PER_EPOCH = 16, 25
 MINUTES_POOLING = {'J2': 1.0, 'J3': 0.6, 'J4': 0.5}
 MINUTES_REID = {'J2': 9.3, 'J3': 6.4, 'J4': 2.3}
 MINUTES_EVALUATION = 1.0
@@ -68,7 +74,12 @@ QUICK_SPEED_FLAGS = '--image_size=64 --batch_sizes=1 --people=2 --repeats=1 --wa
 
 flags.DEFINE_string('root', None, 'Output root (seed<N>/..., speed/, logs/, done/).')
 flags.DEFINE_integer('seeds', 3, 'Seeds 0..N-1.')
-flags.DEFINE_list('variants', list(VARIANTS), 'Variants to train.')
+flags.DEFINE_list('variants', list(VARIANTS), 'Variants trained on the aggregated detector '
+                  '(finding 1).')
+flags.DEFINE_list('pair_variants', None, 'Variants also trained on the single detector and '
+                  'evaluated on the unseen domain (findings 2 and 3); default: --variants.')
+flags.DEFINE_boolean('gt_boxes', True, 'Also evaluate every model with ground-truth gallery '
+                     'boxes (Table 1d right).')
 flags.DEFINE_string('default_dataset', 'synthetic_person_search/default',
                     'Detection and re-ID dataset, evaluated on (the paper\'s CUHK-SYSU / PRW).')
 flags.DEFINE_string('extra_detection_dataset', 'synthetic_person_search/detection_only',
@@ -96,10 +107,11 @@ def detection_datasets(mix: str) -> list[str]:
     return [FLAGS.default_dataset] + extra
 
 
-def plan(seeds: int, variants: list[str], speed: bool) -> list[Step]:
+def plan(seeds: int, variants: list[str], pair_variants: list[str], speed: bool,
+         gt_boxes: bool) -> list[Step]:
     """Every step, in run order: building the datasets; per seed, each mix's detection, then its
     variants' features, re-ID and evaluations (default, default with GT boxes, unseen); then the
-    speed table."""
+    speed table. The single mix trains only `pair_variants`; only they are evaluated unseen."""
     default, unseen = FLAGS.default_dataset, FLAGS.unseen_dataset
     # Every dataset built up front (evaluate.py reads prepared datasets only; a missing one fails
     # here, not hours in).
@@ -114,7 +126,7 @@ def plan(seeds: int, variants: list[str], speed: bool) -> list[Step]:
                 '--stage=detection', '--preset=synthetic', '--variant=J3',
                 f'--model_dir={detection_dir}', f'--datasets={spec}',
                 f'--validation={default}:gallery', f'--seed={seed}')))
-            for variant in variants:
+            for variant in findings_report.mix_variants(mix, variants, pair_variants):
                 name = f'{mix}_{variant}'
                 common = ('--preset=synthetic', f'--variant={variant}',
                           f'--model_dir={{root}}/{base}/reid/{name}',
@@ -124,7 +136,8 @@ def plan(seeds: int, variants: list[str], speed: bool) -> list[Step]:
                                   ('--stage=features',) + common))
                 steps.append(Step(f'{base}/reid/{name}:reid', step_runner.TRAIN,
                                   ('--stage=reid',) + common))
-                for evaluation in findings_report.evaluations(default, unseen):
+                for evaluation in findings_report.planned_evaluations(
+                        default, unseen, gt_boxes=gt_boxes, unseen_too=variant in pair_variants):
                     output = findings_report.eval_output(base, name, evaluation)
                     args = (f'--dataset={evaluation.dataset}',
                             f'--checkpoint={{root}}/{base}/reid/{name}',
@@ -133,26 +146,41 @@ def plan(seeds: int, variants: list[str], speed: bool) -> list[Step]:
                                       args + (('--use_gt_boxes',) if evaluation.gt else ())))
     if speed:
         steps.append(Step(SPEED_KEY, 'benchmarks/runtime_table.py', (
-            '--image_size=320', '--batch_sizes=1,4', '--people=5,20',
+            '--image_size=320', '--batch_sizes=1', '--people=5,20',
             '--models=' + ','.join([*variants, 'Disj']), '--precisions=float32',
             f'--output_json={{root}}/{findings_report.SPEED_JSON}')))
     return steps
 
 
-def estimate_minutes(step: Step) -> float:
-    """The step's expected minutes on 2 quiet cores at the synthetic preset."""
+def _flag_values(arguments: list[str]) -> dict[str, str]:
+    """{'epochs': '2', ...} from '--epochs=2'-style arguments (the last one wins, as in absl)."""
+    return dict(arg[2:].split('=', 1) for arg in arguments if arg.startswith('--') and '=' in arg)
+
+
+def estimate_minutes(step: Step, extra_flags: list[str] = ()) -> float:
+    """The step's expected minutes on 2 quiet cores at the synthetic preset, scaled by any
+    schedule flags in `extra_flags` (detection steps, re-ID epochs)."""
     if step.key == SPEED_KEY:
         return MINUTES_SPEED
     if step.script == step_runner.PREPARE:
         return 1.0
     if step.script == step_runner.EVALUATE:
         return MINUTES_EVALUATION
+    overrides = _flag_values(list(extra_flags))
     variant = next(a.split('=')[1] for a in step.args if a.startswith('--variant='))
     if '--stage=detection' in step.args:
         mix = step.key.rsplit('/', 1)[1]
         images = sum(TRAINING_IMAGES.get(name, 1625) for name in detection_datasets(mix))
-        return MINUTES_DETECTION_PER_IMAGE * images
-    return (MINUTES_POOLING if '--stage=features' in step.args else MINUTES_REID)[variant]
+        steps_per_epoch = int(overrides.get('steps_per_epoch', 0)) or images / PRESET_BATCH
+        steps = float(overrides.get('epochs', PRESET_EPOCHS)) * steps_per_epoch
+        return MINUTES_DETECTION_PER_STEP * steps
+    if '--stage=features' in step.args:
+        return MINUTES_POOLING[variant]
+    epochs = (float(overrides.get('semi_hard_epochs', PRESET_REID_EPOCHS / 2))
+              + float(overrides.get('hard_epochs', PRESET_REID_EPOCHS / 2)))
+    steps_per_epoch = int(overrides.get('reid_steps_per_epoch', 0)) or PRESET_REID_STEPS_PER_EPOCH
+    return MINUTES_REID[variant] * epochs * steps_per_epoch / (
+        PRESET_REID_EPOCHS * PRESET_REID_STEPS_PER_EPOCH)
 
 
 def _settings(quick: bool) -> step_runner.CommandSettings:
@@ -174,20 +202,22 @@ def _command(step: Step, settings: step_runner.CommandSettings, quick: bool) -> 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-    unknown = sorted(set(FLAGS.variants) - set(VARIANTS))
+    unknown = sorted(set(FLAGS.variants + (FLAGS.pair_variants or [])) - set(VARIANTS))
     if unknown or FLAGS.seeds < 1:
         raise app.UsageError(f'--variants must be of {VARIANTS} (got {unknown}), --seeds >= 1')
     settings = _settings(FLAGS.quick)
-    steps = plan(FLAGS.seeds, FLAGS.variants, FLAGS.speed)
-    total = sum(estimate_minutes(step) for step in steps)
-    print(f'plan: {FLAGS.seeds} seeds x {len(MIXES)} detection runs x {len(FLAGS.variants)} '
-          f'variants: {len(steps)} steps; estimated {total:.0f} min ({total / 60:.1f} h) on 2 '
+    pair_variants = FLAGS.pair_variants or FLAGS.variants
+    steps = plan(FLAGS.seeds, FLAGS.variants, pair_variants, FLAGS.speed, FLAGS.gt_boxes)
+    total = sum(estimate_minutes(step, settings.extra_train_flags) for step in steps)
+    print(f'plan: {FLAGS.seeds} seeds x {len(MIXES)} detection runs; variants '
+          f'{",".join(FLAGS.variants)} (single detection: {",".join(pair_variants)}): '
+          f'{len(steps)} steps; estimated {total:.0f} min ({total / 60:.1f} h) on 2 '
           f'quiet cores at the synthetic preset' + (' (--quick: far less)' if FLAGS.quick else ''))
     results = FLAGS.results or (os.path.join(settings.root, 'RESULTS.md') if FLAGS.quick else
                                 os.path.join(step_runner.REPOSITORY, 'experiments', 'RESULTS.md'))
     if FLAGS.dry_run:
         for step in steps:
-            print(f'# {step.key} (~{estimate_minutes(step):.1f} min)\n'
+            print(f'# {step.key} (~{estimate_minutes(step, settings.extra_train_flags):.1f} min)\n'
                   f'{step_runner.display(_command(step, settings, FLAGS.quick))}')
         return
     failure = None
@@ -197,6 +227,8 @@ def main(argv):
     commands = [step_runner.display(_command(step, settings, FLAGS.quick)) for step in steps]
     findings_report.write_report(
         results, settings.root, seeds=FLAGS.seeds, variants=FLAGS.variants,
+        pair_variants=pair_variants, gt_boxes=FLAGS.gt_boxes,
+        extra_flags=' '.join(shlex.split(FLAGS.extra_flags)),
         default=FLAGS.default_dataset, unseen=FLAGS.unseen_dataset, gallery=FLAGS.gallery,
         invocation=step_runner.display([sys.executable, 'experiments/cpu_findings.py']
                                        + argv_flags()),

@@ -42,6 +42,21 @@ def evaluations(default: str, unseen: str) -> list[Evaluation]:
             Evaluation('unseen', unseen, False)]
 
 
+def planned_evaluations(default: str, unseen: str, *, gt_boxes: bool,
+                        unseen_too: bool) -> list[Evaluation]:
+    """The evaluations one model gets: always the training domain; GT boxes and the unseen domain
+    when asked (the unseen one only matters for the single/aggregated pairs)."""
+    return [evaluation for evaluation in evaluations(default, unseen)
+            if (evaluation.role != 'default_gt' or gt_boxes)
+            and (evaluation.role != 'unseen' or unseen_too)]
+
+
+def mix_variants(mix: str, variants: list[str], pair_variants: list[str]) -> list[str]:
+    """The variants trained on a mix's detector: all on the aggregated one (finding 1), the
+    pair variants on the single one (findings 2 and 3)."""
+    return list(dict.fromkeys(variants + pair_variants)) if mix == 'aggregated' else pair_variants
+
+
 def eval_output(base: str, name: str, evaluation: Evaluation) -> str:
     """'seed0/eval/aggregated_J3__unseen.json' (relative to the root)."""
     return f'{base}/eval/{name}__{evaluation.role}.json'
@@ -86,21 +101,22 @@ class Collected:
         return [v for v in self.metrics.get((mix, variant, role, metric), []) if v is not None]
 
 
-def collect(root: str, seeds: int, variants: list[str], default: str, unseen: str,
-            gallery: int) -> Collected:
+def collect(root: str, seeds: int, variants: list[str], pair_variants: list[str], default: str,
+            unseen: str, gallery: int, gt_boxes: bool = True) -> Collected:
     data = Collected(seeds, {}, {}, {})
     for seed in range(seeds):
         base = f'seed{seed}'
         for mix in MIXES:
             data.minutes.setdefault((mix, 'detection'), []).append(
                 step_minutes(root, f'{base}/detection/{mix}'))
-            for variant in variants:
+            for variant in mix_variants(mix, variants, pair_variants):
                 name = f'{mix}_{variant}'
                 parts = [step_minutes(root, f'{base}/reid/{name}:{stage}')
                          for stage in ('features', 'reid')]
                 data.minutes.setdefault((mix, variant), []).append(
                     None if None in parts else sum(parts))
-                for evaluation in evaluations(default, unseen):
+                for evaluation in planned_evaluations(default, unseen, gt_boxes=gt_boxes,
+                                                      unseen_too=variant in pair_variants):
                     row = read_metric_row(os.path.join(root, eval_output(base, name, evaluation)),
                                           gallery)
                     if row is not None:
@@ -225,7 +241,8 @@ def _machine() -> str:
             f'written: {load}')
 
 
-def _plots(results_path: str, data: Collected, variants: list[str], root: str) -> list[str]:
+def _plots(results_path: str, data: Collected, variants: list[str], pair_variants: list[str],
+           gt_boxes: bool, root: str) -> list[str]:
     """Writes the PNGs beside the report; returns their markdown image lines."""
     import findings_plots
 
@@ -234,22 +251,23 @@ def _plots(results_path: str, data: Collected, variants: list[str], root: str) -
     directory = os.path.dirname(os.path.abspath(results_path))
     prefix = os.path.splitext(os.path.basename(results_path))[0].lower()
 
-    def values(mix, role):
-        return [data.values(mix, variant, role, 'mAP') for variant in variants]
+    def values(mix, role, names):
+        return [data.values(mix, variant, role, 'mAP') for variant in names]
+
+    def pair_plot(name, title, role):
+        return (name, findings_plots.grouped_plot, (title, pair_variants, {
+            mix: values(mix, role, pair_variants) for mix in MIXES}, PLOT_COLORS))
 
     plots = [
         ('sharing_depth', findings_plots.grouped_plot,
          ('1. sharing depth: search mAP on the training domain (aggregated detection)', variants,
-          {'aggregated': values('aggregated', 'default')}, PLOT_COLORS)),
-        ('aggregation', findings_plots.grouped_plot,
-         ('2. aggregation: single vs aggregated detection data (predicted boxes)', variants,
-          {mix: values(mix, 'default') for mix in MIXES}, PLOT_COLORS)),
-        ('aggregation_gt', findings_plots.grouped_plot,
-         ('2. aggregation, ground-truth boxes', variants,
-          {mix: values(mix, 'default_gt') for mix in MIXES}, PLOT_COLORS)),
-        ('cross_domain', findings_plots.grouped_plot,
-         ('3. cross-domain: search mAP on the unseen domain', variants,
-          {mix: values(mix, 'unseen') for mix in MIXES}, PLOT_COLORS)),
+          {'aggregated': values('aggregated', 'default', variants)}, PLOT_COLORS)),
+        pair_plot('aggregation',
+                  '2. aggregation: single vs aggregated detection data (predicted boxes)',
+                  'default'),
+        *([pair_plot('aggregation_gt', '2. aggregation, ground-truth boxes', 'default_gt')]
+          if gt_boxes else []),
+        pair_plot('cross_domain', '3. cross-domain: search mAP on the unseen domain', 'unseen'),
     ]
     settings, speed = _speed_rows(root)
     if settings:
@@ -263,45 +281,65 @@ def _plots(results_path: str, data: Collected, variants: list[str], root: str) -
     return lines
 
 
+def _schedule_caveat(extra_flags: str) -> str:
+    """What the schedule was, and whether both detection runs had the same compute."""
+    schedule = ('the synthetic preset (3.5 detection epochs, 16 re-ID epochs)' if not extra_flags
+                else f'the synthetic preset with `{extra_flags}`')
+    if '--steps_per_epoch=' in extra_flags:
+        compute = ('both detection runs take the same number of steps (`--steps_per_epoch` '
+                   'fixed), so aggregation changes the data seen, not the compute')
+    else:
+        compute = ('both detection runs train the same epochs of their data (as the paper '
+                   'trains both settings), so the aggregated one takes ~25% more steps')
+    return (f'Caveats: synthetic stand-ins, not the paper\'s datasets; a CPU-scale schedule, '
+            f'{schedule}, so absolute numbers are far from the paper\'s and only the comparisons '
+            f'matter; {compute}; with few seeds, a difference smaller than its spread is not a '
+            f'finding. Speed is of untrained networks on this CPU, not a GPU.')
+
+
 def write_report(path: str, root: str, *, seeds: int, variants: list[str], default: str,
                  unseen: str, gallery: int, invocation: str, commands: list[str], quick: bool,
-                 estimate_minutes: float) -> str:
+                 estimate_minutes: float, pair_variants: list[str] | None = None,
+                 gt_boxes: bool = True, extra_flags: str = '') -> str:
     """Writes the results page (tables, plots, commands, machine) to `path`; returns its text."""
-    data = collect(root, seeds, variants, default, unseen, gallery)
+    pair_variants = pair_variants or variants
+    data = collect(root, seeds, variants, pair_variants, default, unseen, gallery, gt_boxes)
     measured = [m for values in data.minutes.values() for m in values if m is not None]
     galleries = '; '.join(f'{role}: {", ".join(sorted(map(str, sizes)))}'
                           for role, sizes in data.galleries.items()) or 'none yet'
     complete = sum(len([v for v in values if v is not None])
                    for key, values in data.metrics.items() if key[3] == 'mAP')
-    expected = seeds * len(MIXES) * len(variants) * 3
+    expected = seeds * sum(
+        len(planned_evaluations(default, unseen, gt_boxes=gt_boxes,
+                                unseen_too=variant in pair_variants))
+        for mix in MIXES for variant in mix_variants(mix, variants, pair_variants))
+    pair_roles = ['default', 'default_gt'] if gt_boxes else ['default']
     sections = [
         '# CPU-scale reproduction of the paper\'s findings (synthetic data)', '',
         ('**`--quick` run: a few training steps per model. These numbers check the pipeline '
          'and mean nothing about the findings.**\n' if quick else '') +
-        f'{seeds} seeds (0..{seeds - 1}; detector and re-ID seeds both set), variants '
-        f'{", ".join(variants)}. Detection "single" = `{default}` only (the paper\'s J*c and '
+        f'{seeds} seeds (0..{seeds - 1}; detector and re-ID seeds both set). Variants '
+        f'{", ".join(variants)} on the aggregated detector; {", ".join(pair_variants)} on both. '
+        f'Detection "single" = `{default}` only (the paper\'s J*c and '
         f'J*p); "aggregated" = `{default}` + the extra detection-only data (J* and J*m-w-p). '
         f'Re-ID always on `{default}`. Search mAP / top-1 in % at gallery size {gallery} '
         f'(reported: {galleries}); mean ± sample std over seeds; Δ = aggregated − '
         f'single, paired by seed. {complete}/{expected} evaluations finished.', '',
-        'Caveats: synthetic stand-ins, not the paper\'s datasets; a CPU-scale schedule (the '
-        'synthetic preset: 3.5 detection epochs, 16 re-ID epochs), so absolute numbers are far '
-        'from the paper\'s and only the comparisons matter; both detection runs train 3.5 '
-        'epochs of their data (as the paper trains both settings for the same epochs), so the '
-        'aggregated one takes ~25% more steps; with few seeds, a difference smaller than its '
-        'spread is not a finding. Speed is of untrained networks on this CPU, not a GPU.', '',
+        _schedule_caveat(extra_flags), '',
         '## 1. Sharing depth (J2 vs J3 vs J4): accuracy and speed', '',
         f'Aggregated detection, evaluated on `{default}`; speed of untrained networks at the '
         f'synthetic image size (ms per image, batch b / p people per image).', '',
         finding_depth(data, variants, root), '',
         '## 2. Aggregation: more detection-only data, same variant (Table 1d)', '',
-        f'Evaluated on `{default}` with predicted and ground-truth gallery boxes.', '',
-        finding_pair(data, variants, ['default', 'default_gt']), '',
+        f'Evaluated on `{default}` with predicted' + (' and ground-truth' if gt_boxes else '') +
+        ' gallery boxes.', '',
+        finding_pair(data, pair_variants, pair_roles), '',
         '## 3. Cross-domain: aggregation on a domain never trained on (Table 1c)', '',
         f'The same models evaluated on `{unseen}`.', '',
-        finding_pair(data, variants, ['unseen']), '',
+        finding_pair(data, pair_variants, ['unseen']), '',
         '## Plots', '',
-        *(_plots(path, data, variants, root) if complete else [NO_PLOTS]), '',
+        *(_plots(path, data, variants, pair_variants, gt_boxes, root) if complete
+          else [NO_PLOTS]), '',
         '## Time and machine', '',
         f'Measured wall-clock time of the finished steps: {sum(measured):.0f} min '
         f'(plan estimate on 2 quiet cores: {estimate_minutes:.0f} min). Detection minutes per '

@@ -37,6 +37,23 @@ def test_dry_run_shares_each_detection_run_and_prints_the_estimate(tmp_path):
     assert not (tmp_path / 'runs').exists()
 
 
+def test_dry_run_of_the_cpu_budget_plan(tmp_path):
+    # Findings 2 and 3 on one variant, no GT-box evaluations, a shorter schedule.
+    stdout = _run(f'--root={tmp_path / "runs"}', '--dry_run', '--pair_variants=J4',
+                  '--nogt_boxes', '--extra_flags=--epochs=2 --steps_per_epoch=150 '
+                  '--semi_hard_epochs=5 --hard_epochs=5')
+    assert stdout.count('--stage=detection') == 3 * 2
+    assert stdout.count('--stage=features') == 3 * (3 + 1)      # aggregated J2-J4, single J4
+    assert stdout.count('--model_dir={root}/seed0/reid/single_'.replace(
+        '{root}', str(tmp_path / 'runs'))) == 2                   # single J4: features, reid
+    assert stdout.count('--use_gt_boxes') == 0
+    assert stdout.count('--dataset=synthetic_person_search/domain_b') == 3 * 2  # J4 x mixes
+    assert stdout.count('python evaluate.py') == 3 * (3 + 1 + 2)
+    # The estimate follows the schedule flags: 300 detection steps instead of ~711.
+    assert '# seed0/detection/single (~7.4 min)' in stdout
+    assert '# seed0/reid/aggregated_J3:reid (~4.0 min)' in stdout
+
+
 def _fabricate(root: pathlib.Path, seeds: int, variants: list[str]) -> None:
     """Evaluate-style JSON files and step markers, aggregated = single + 5 + seed (mAP %)."""
     for seed in range(seeds):
@@ -83,6 +100,24 @@ def test_report_from_fabricated_results(tmp_path):
     for name in ('sharing_depth', 'aggregation', 'aggregation_gt', 'cross_domain', 'speed'):
         assert (results.parent / f'results_{name}.png').stat().st_size > 1000
         assert f'(results_{name}.png)' in text
+
+
+def test_report_with_one_pair_variant_and_no_gt_boxes(tmp_path):
+    pytest.importorskip('matplotlib')
+    root, results = tmp_path / 'runs', tmp_path / 'RESULTS.md'
+    _fabricate(root, seeds=3, variants=['J3', 'J4'])   # also fabricates what this plan skips
+    text = findings_report.write_report(
+        str(results), str(root), seeds=3, variants=['J3', 'J4'], pair_variants=['J4'],
+        gt_boxes=False, extra_flags='--epochs=2 --steps_per_epoch=150', default=DEFAULT,
+        unseen=UNSEEN, gallery=100, invocation='x', commands=[], quick=False,
+        estimate_minutes=1.0)
+    # Expected: aggregated J3 default; aggregated J4 default + unseen; single J4 default + unseen.
+    assert '15/15 evaluations finished' in text
+    assert '| J4 | predicted | 41.0 ± 0.0 | 47.0 ± 1.0 | +6.0 ± 1.0 | 3/3 |' in text
+    assert '| J3 | predicted |' not in text and '| J4 | GT |' not in text
+    assert 'same number of steps' in text and '`--epochs=2 --steps_per_epoch=150`' in text
+    assert not (tmp_path / 'results_aggregation_gt.png').exists()
+    assert (tmp_path / 'results_cross_domain.png').exists()
 
 
 def test_report_of_an_unfinished_run_marks_what_is_missing(tmp_path):

@@ -1,7 +1,8 @@
 """The paper's three findings at CPU scale, on the synthetic datasets, over several seeds.
 
     python experiments/cpu_findings.py --root=runs/cpu_findings              # ~5 h on 2 cores
-    python experiments/cpu_findings.py --root=runs/cpu_findings --pair_variants=J4 --nogt_boxes \
+    python experiments/cpu_findings.py --root=runs/cpu_findings --pair_variants=J2 \
+        --gt_boxes=pairs \
         --extra_flags="--epochs=2 --steps_per_epoch=150 --semi_hard_epochs=5 --hard_epochs=5"
                                                                            # ~2 h: RESULTS.md
     python experiments/cpu_findings.py --root=runs/cpu_findings --dry_run    # plan + estimate
@@ -19,8 +20,8 @@ Per seed, two detection runs: "single" (default only: the paper's J*c, and J*p o
 "aggregated" (default + detection_only: J*, and J*m-w-p). The aggregated one serves `--variants`,
 the single one `--pair_variants` (by default both J2, J3 and J4; the features stage re-splits the
 same detector), so a seed trains 2 detectors and up to 6 re-ID branches. Every model is evaluated
-on default (predicted and, unless --nogt_boxes, ground-truth boxes), the pair variants also on
-domain_b. The findings then read:
+on default, the pair variants also on domain_b, each with predicted and (--gt_boxes) ground-truth
+gallery boxes. The findings then read:
 
 1. sharing depth: J2 vs J3 vs J4 on default (aggregated detection, as Table 1a), plus the
    inference speed of each variant (`benchmarks/runtime_table.py`, untrained weights: speed does
@@ -78,8 +79,9 @@ flags.DEFINE_list('variants', list(VARIANTS), 'Variants trained on the aggregate
                   '(finding 1).')
 flags.DEFINE_list('pair_variants', None, 'Variants also trained on the single detector and '
                   'evaluated on the unseen domain (findings 2 and 3); default: --variants.')
-flags.DEFINE_boolean('gt_boxes', True, 'Also evaluate every model with ground-truth gallery '
-                     'boxes (Table 1d right).')
+flags.DEFINE_enum('gt_boxes', 'all', findings_report.GT_CHOICES, 'Which models are also '
+                  'evaluated with ground-truth gallery boxes (Table 1d right): all, the pair '
+                  'variants only, or none.')
 flags.DEFINE_string('default_dataset', 'synthetic_person_search/default',
                     'Detection and re-ID dataset, evaluated on (the paper\'s CUHK-SYSU / PRW).')
 flags.DEFINE_string('extra_detection_dataset', 'synthetic_person_search/detection_only',
@@ -108,7 +110,7 @@ def detection_datasets(mix: str) -> list[str]:
 
 
 def plan(seeds: int, variants: list[str], pair_variants: list[str], speed: bool,
-         gt_boxes: bool) -> list[Step]:
+         gt_boxes: str) -> list[Step]:
     """Every step, in run order: building the datasets; per seed, each mix's detection, then its
     variants' features, re-ID and evaluations (default, default with GT boxes, unseen); then the
     speed table. The single mix trains only `pair_variants`; only they are evaluated unseen."""
@@ -137,7 +139,7 @@ def plan(seeds: int, variants: list[str], pair_variants: list[str], speed: bool,
                 steps.append(Step(f'{base}/reid/{name}:reid', step_runner.TRAIN,
                                   ('--stage=reid',) + common))
                 for evaluation in findings_report.planned_evaluations(
-                        default, unseen, gt_boxes=gt_boxes, unseen_too=variant in pair_variants):
+                        default, unseen, gt_boxes=gt_boxes, pair=variant in pair_variants):
                     output = findings_report.eval_output(base, name, evaluation)
                     args = (f'--dataset={evaluation.dataset}',
                             f'--checkpoint={{root}}/{base}/reid/{name}',

@@ -25,6 +25,7 @@ import step_runner
 SPEED_JSON = 'speed/runtime.json'
 MISSING = '–'
 MIXES = ('single', 'aggregated')
+GT_CHOICES = ('all', 'pairs', 'none')
 NO_PLOTS = 'None yet: no evaluation has finished.'
 PLOT_COLORS = {'single': '#8c8c8c', 'aggregated': '#1f77b4'}
 
@@ -39,16 +40,18 @@ class Evaluation:
 
 def evaluations(default: str, unseen: str) -> list[Evaluation]:
     return [Evaluation('default', default, False), Evaluation('default_gt', default, True),
-            Evaluation('unseen', unseen, False)]
+            Evaluation('unseen', unseen, False), Evaluation('unseen_gt', unseen, True)]
 
 
-def planned_evaluations(default: str, unseen: str, *, gt_boxes: bool,
-                        unseen_too: bool) -> list[Evaluation]:
-    """The evaluations one model gets: always the training domain; GT boxes and the unseen domain
-    when asked (the unseen one only matters for the single/aggregated pairs)."""
+def planned_evaluations(default: str, unseen: str, *, gt_boxes: str,
+                        pair: bool) -> list[Evaluation]:
+    """The evaluations one model gets: always the training domain; the unseen domain for the
+    single/aggregated pair variants; each also with ground-truth boxes when `gt_boxes` ('all',
+    'pairs' or 'none') covers the model. GT boxes separate re-ID from detection, which matters
+    most on the unseen domain, where detection may fail."""
+    with_gt = gt_boxes == 'all' or (gt_boxes == 'pairs' and pair)
     return [evaluation for evaluation in evaluations(default, unseen)
-            if (evaluation.role != 'default_gt' or gt_boxes)
-            and (evaluation.role != 'unseen' or unseen_too)]
+            if (with_gt or not evaluation.gt) and (pair or evaluation.dataset != unseen)]
 
 
 def mix_variants(mix: str, variants: list[str], pair_variants: list[str]) -> list[str]:
@@ -102,7 +105,7 @@ class Collected:
 
 
 def collect(root: str, seeds: int, variants: list[str], pair_variants: list[str], default: str,
-            unseen: str, gallery: int, gt_boxes: bool = True) -> Collected:
+            unseen: str, gallery: int, gt_boxes: str = 'all') -> Collected:
     data = Collected(seeds, {}, {}, {})
     for seed in range(seeds):
         base = f'seed{seed}'
@@ -116,7 +119,7 @@ def collect(root: str, seeds: int, variants: list[str], pair_variants: list[str]
                 data.minutes.setdefault((mix, variant), []).append(
                     None if None in parts else sum(parts))
                 for evaluation in planned_evaluations(default, unseen, gt_boxes=gt_boxes,
-                                                      unseen_too=variant in pair_variants):
+                                                      pair=variant in pair_variants):
                     row = read_metric_row(os.path.join(root, eval_output(base, name, evaluation)),
                                           gallery)
                     if row is not None:
@@ -242,7 +245,7 @@ def _machine() -> str:
 
 
 def _plots(results_path: str, data: Collected, variants: list[str], pair_variants: list[str],
-           gt_boxes: bool, root: str) -> list[str]:
+           gt_boxes: str, root: str) -> list[str]:
     """Writes the PNGs beside the report; returns their markdown image lines."""
     import findings_plots
 
@@ -266,8 +269,10 @@ def _plots(results_path: str, data: Collected, variants: list[str], pair_variant
                   '2. aggregation: single vs aggregated detection data (predicted boxes)',
                   'default'),
         *([pair_plot('aggregation_gt', '2. aggregation, ground-truth boxes', 'default_gt')]
-          if gt_boxes else []),
+          if gt_boxes != 'none' else []),
         pair_plot('cross_domain', '3. cross-domain: search mAP on the unseen domain', 'unseen'),
+        *([pair_plot('cross_domain_gt', '3. cross-domain, ground-truth boxes', 'unseen_gt')]
+          if gt_boxes != 'none' else []),
     ]
     settings, speed = _speed_rows(root)
     if settings:
@@ -300,7 +305,7 @@ def _schedule_caveat(extra_flags: str) -> str:
 def write_report(path: str, root: str, *, seeds: int, variants: list[str], default: str,
                  unseen: str, gallery: int, invocation: str, commands: list[str], quick: bool,
                  estimate_minutes: float, pair_variants: list[str] | None = None,
-                 gt_boxes: bool = True, extra_flags: str = '') -> str:
+                 gt_boxes: str = 'all', extra_flags: str = '') -> str:
     """Writes the results page (tables, plots, commands, machine) to `path`; returns its text."""
     pair_variants = pair_variants or variants
     data = collect(root, seeds, variants, pair_variants, default, unseen, gallery, gt_boxes)
@@ -311,9 +316,9 @@ def write_report(path: str, root: str, *, seeds: int, variants: list[str], defau
                    for key, values in data.metrics.items() if key[3] == 'mAP')
     expected = seeds * sum(
         len(planned_evaluations(default, unseen, gt_boxes=gt_boxes,
-                                unseen_too=variant in pair_variants))
+                                pair=variant in pair_variants))
         for mix in MIXES for variant in mix_variants(mix, variants, pair_variants))
-    pair_roles = ['default', 'default_gt'] if gt_boxes else ['default']
+    gt_suffixes = ['', '_gt'] if gt_boxes != 'none' else ['']
     sections = [
         '# CPU-scale reproduction of the paper\'s findings (synthetic data)', '',
         ('**`--quick` run: a few training steps per model. These numbers check the pipeline '
@@ -331,12 +336,12 @@ def write_report(path: str, root: str, *, seeds: int, variants: list[str], defau
         f'synthetic image size (ms per image, batch b / p people per image).', '',
         finding_depth(data, variants, root), '',
         '## 2. Aggregation: more detection-only data, same variant (Table 1d)', '',
-        f'Evaluated on `{default}` with predicted' + (' and ground-truth' if gt_boxes else '') +
-        ' gallery boxes.', '',
-        finding_pair(data, pair_variants, pair_roles), '',
+        f'Evaluated on `{default}` with predicted' +
+        (' and ground-truth' if gt_boxes != 'none' else '') + ' gallery boxes.', '',
+        finding_pair(data, pair_variants, ['default' + s for s in gt_suffixes]), '',
         '## 3. Cross-domain: aggregation on a domain never trained on (Table 1c)', '',
         f'The same models evaluated on `{unseen}`.', '',
-        finding_pair(data, pair_variants, ['unseen']), '',
+        finding_pair(data, pair_variants, ['unseen' + s for s in gt_suffixes]), '',
         '## Plots', '',
         *(_plots(path, data, variants, pair_variants, gt_boxes, root) if complete
           else [NO_PLOTS]), '',

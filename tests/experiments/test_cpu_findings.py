@@ -30,7 +30,7 @@ def test_dry_run_shares_each_detection_run_and_prints_the_estimate(tmp_path):
     assert 'estimated' in stdout and ' h) on 2 quiet cores' in stdout
     assert stdout.count('--stage=detection') == 3 * 2          # seeds x (single, aggregated)
     assert stdout.count('--stage=features') == 3 * 2 * 3       # ... x variants
-    assert stdout.count('python evaluate.py') == 3 * 2 * 3 * 3  # ... x (default, GT, unseen)
+    assert stdout.count('python evaluate.py') == 3 * 2 * 3 * 4  # ... x {default, unseen} x {GT}
     assert stdout.count('--detection_model_dir=') == 2 * 3 * 2 * 3
     assert 'synthetic_person_search/default:1,synthetic_person_search/detection_only:1' in stdout
     assert 'benchmarks/runtime_table.py' in stdout
@@ -38,17 +38,18 @@ def test_dry_run_shares_each_detection_run_and_prints_the_estimate(tmp_path):
 
 
 def test_dry_run_of_the_cpu_budget_plan(tmp_path):
-    # Findings 2 and 3 on one variant, no GT-box evaluations, a shorter schedule.
-    stdout = _run(f'--root={tmp_path / "runs"}', '--dry_run', '--pair_variants=J4',
-                  '--nogt_boxes', '--extra_flags=--epochs=2 --steps_per_epoch=150 '
+    # Findings 2 and 3 on one variant, GT boxes for it only, a shorter schedule.
+    stdout = _run(f'--root={tmp_path / "runs"}', '--dry_run', '--pair_variants=J2',
+                  '--gt_boxes=pairs', '--extra_flags=--epochs=2 --steps_per_epoch=150 '
                   '--semi_hard_epochs=5 --hard_epochs=5')
     assert stdout.count('--stage=detection') == 3 * 2
-    assert stdout.count('--stage=features') == 3 * (3 + 1)      # aggregated J2-J4, single J4
+    assert stdout.count('--stage=features') == 3 * (3 + 1)      # aggregated J2-J4, single J2
     assert stdout.count('--model_dir={root}/seed0/reid/single_'.replace(
-        '{root}', str(tmp_path / 'runs'))) == 2                   # single J4: features, reid
-    assert stdout.count('--use_gt_boxes') == 0
-    assert stdout.count('--dataset=synthetic_person_search/domain_b') == 3 * 2  # J4 x mixes
-    assert stdout.count('python evaluate.py') == 3 * (3 + 1 + 2)
+        '{root}', str(tmp_path / 'runs'))) == 2                   # single J2: features, reid
+    # J2 on both mixes: {default, domain_b} x {predicted, GT}; J3 and J4: default, predicted.
+    assert stdout.count('--use_gt_boxes') == 3 * 2 * 2
+    assert stdout.count('--dataset=synthetic_person_search/domain_b') == 3 * 2 * 2
+    assert stdout.count('python evaluate.py') == 3 * (2 * 4 + 2)
     # The estimate follows the schedule flags: 300 detection steps instead of ~711.
     assert '# seed0/detection/single (~7.4 min)' in stdout
     assert '# seed0/reid/aggregated_J3:reid (~4.0 min)' in stdout
@@ -92,12 +93,13 @@ def test_report_from_fabricated_results(tmp_path):
         gallery=100, invocation='python experiments/cpu_findings.py', commands=['cmd'],
         quick=False, estimate_minutes=60.0)
     assert results.read_text() == text
-    assert '36/36 evaluations finished' in text
+    assert '48/48 evaluations finished' in text
     # J3: single 40.0 every seed, aggregated 45, 46, 47 -> 46.0 ± 1.0, paired delta +6.0 ± 1.0.
     assert '| J3 | predicted | 40.0 ± 0.0 | 46.0 ± 1.0 | +6.0 ± 1.0 | 3/3 |' in text
     assert '| J4 | 47.0 ± 1.0 | 57.0 ± 1.0 | 46.0, 47.0, 48.0 |' in text   # finding 1 row
     assert '| Disj (speed only) |' in text and 'ms/image b1/5p' in text
-    for name in ('sharing_depth', 'aggregation', 'aggregation_gt', 'cross_domain', 'speed'):
+    for name in ('sharing_depth', 'aggregation', 'aggregation_gt', 'cross_domain',
+                 'cross_domain_gt', 'speed'):
         assert (results.parent / f'results_{name}.png').stat().st_size > 1000
         assert f'(results_{name}.png)' in text
 
@@ -108,7 +110,7 @@ def test_report_with_one_pair_variant_and_no_gt_boxes(tmp_path):
     _fabricate(root, seeds=3, variants=['J3', 'J4'])   # also fabricates what this plan skips
     text = findings_report.write_report(
         str(results), str(root), seeds=3, variants=['J3', 'J4'], pair_variants=['J4'],
-        gt_boxes=False, extra_flags='--epochs=2 --steps_per_epoch=150', default=DEFAULT,
+        gt_boxes='none', extra_flags='--epochs=2 --steps_per_epoch=150', default=DEFAULT,
         unseen=UNSEEN, gallery=100, invocation='x', commands=[], quick=False,
         estimate_minutes=1.0)
     # Expected: aggregated J3 default; aggregated J4 default + unseen; single J4 default + unseen.
@@ -117,6 +119,7 @@ def test_report_with_one_pair_variant_and_no_gt_boxes(tmp_path):
     assert '| J3 | predicted |' not in text and '| J4 | GT |' not in text
     assert 'same number of steps' in text and '`--epochs=2 --steps_per_epoch=150`' in text
     assert not (tmp_path / 'results_aggregation_gt.png').exists()
+    assert not (tmp_path / 'results_cross_domain_gt.png').exists()
     assert (tmp_path / 'results_cross_domain.png').exists()
 
 
@@ -125,7 +128,7 @@ def test_report_of_an_unfinished_run_marks_what_is_missing(tmp_path):
         str(tmp_path / 'RESULTS.md'), str(tmp_path / 'empty'), seeds=3, variants=['J2'],
         default=DEFAULT, unseen=UNSEEN, gallery=100, invocation='x', commands=[], quick=False,
         estimate_minutes=1.0)
-    assert '0/18 evaluations finished' in text and '| J2 | – | – | –, –, – |' in text
+    assert '0/24 evaluations finished' in text and '| J2 | – | – | –, –, – |' in text
 
 
 @pytest.mark.slow
@@ -148,6 +151,6 @@ def test_quick_run_end_to_end_on_tiny_data(table_root):
     stdout = _run(*flags, timeout=1200)
     assert 'wrote' in stdout and stdout.count('[done]') == 2
     text = (root / 'RESULTS.md').read_text()
-    assert '6/6 evaluations finished' in text and '`--quick` run' in text
+    assert '8/8 evaluations finished' in text and '`--quick` run' in text
     assert (root / 'results_cross_domain.png').exists()
     assert '[run]' not in _run(*flags)   # a rerun resumes: every step is done

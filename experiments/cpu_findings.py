@@ -75,6 +75,8 @@ QUICK_SPEED_FLAGS = '--image_size=64 --batch_sizes=1 --people=2 --repeats=1 --wa
 
 flags.DEFINE_string('root', None, 'Output root (seed<N>/..., speed/, logs/, done/).')
 flags.DEFINE_integer('seeds', 3, 'Seeds 0..N-1.')
+flags.DEFINE_list('run_seeds', None, 'Run only these of the seeds (default: all), to split the '
+                  'work between processes or machines sharing --root; the report covers all.')
 flags.DEFINE_list('variants', list(VARIANTS), 'Variants trained on the aggregated detector '
                   '(finding 1).')
 flags.DEFINE_list('pair_variants', None, 'Variants also trained on the single detector and '
@@ -109,7 +111,7 @@ def detection_datasets(mix: str) -> list[str]:
     return [FLAGS.default_dataset] + extra
 
 
-def plan(seeds: int, variants: list[str], pair_variants: list[str], speed: bool,
+def plan(seeds: list[int], variants: list[str], pair_variants: list[str], speed: bool,
          gt_boxes: str) -> list[Step]:
     """Every step, in run order: building the datasets; per seed, each mix's detection, then its
     variants' features, re-ID and evaluations (default, default with GT boxes, unseen); then the
@@ -119,7 +121,7 @@ def plan(seeds: int, variants: list[str], pair_variants: list[str], speed: bool,
     # here, not hours in).
     datasets = dict.fromkeys([default, FLAGS.extra_detection_dataset, unseen])
     steps = [Step('prepare/findings', step_runner.PREPARE, ('--datasets=' + ','.join(datasets),))]
-    for seed in range(seeds):
+    for seed in seeds:
         base = f'seed{seed}'
         for mix in MIXES:
             detection_dir = f'{{root}}/{base}/detection/{mix}'
@@ -209,9 +211,12 @@ def main(argv):
         raise app.UsageError(f'--variants must be of {VARIANTS} (got {unknown}), --seeds >= 1')
     settings = _settings(FLAGS.quick)
     pair_variants = FLAGS.pair_variants or FLAGS.variants
-    steps = plan(FLAGS.seeds, FLAGS.variants, pair_variants, FLAGS.speed, FLAGS.gt_boxes)
+    seeds = [int(seed) for seed in FLAGS.run_seeds] if FLAGS.run_seeds else range(FLAGS.seeds)
+    if not set(seeds) <= set(range(FLAGS.seeds)):
+        raise app.UsageError(f'--run_seeds must be of 0..{FLAGS.seeds - 1}')
+    steps = plan(list(seeds), FLAGS.variants, pair_variants, FLAGS.speed, FLAGS.gt_boxes)
     total = sum(estimate_minutes(step, settings.extra_train_flags) for step in steps)
-    print(f'plan: {FLAGS.seeds} seeds x {len(MIXES)} detection runs; variants '
+    print(f'plan: {len(seeds)} of {FLAGS.seeds} seeds x {len(MIXES)} detection runs; variants '
           f'{",".join(FLAGS.variants)} (single detection: {",".join(pair_variants)}): '
           f'{len(steps)} steps; estimated {total:.0f} min ({total / 60:.1f} h) on 2 '
           f'quiet cores at the synthetic preset' + (' (--quick: far less)' if FLAGS.quick else ''))

@@ -50,6 +50,10 @@ def test_dry_run_of_the_cpu_budget_plan(tmp_path):
     assert stdout.count('--use_gt_boxes') == 3 * 2 * 2
     assert stdout.count('--dataset=synthetic_person_search/domain_b') == 3 * 2 * 2
     assert stdout.count('python evaluate.py') == 3 * (2 * 4 + 2)
+    # One process can take a share of the seeds.
+    share = _run(f'--root={tmp_path / "runs"}', '--dry_run', '--run_seeds=2', '--nospeed')
+    assert share.count('--stage=detection') == 2 and '--seed=2' in share
+    assert '--seed=0' not in share and 'runtime_table' not in share
     # The estimate follows the schedule flags: 300 detection steps instead of ~711.
     assert '# seed0/detection/single (~7.4 min)' in stdout
     assert '# seed0/reid/aggregated_J3:reid (~4.0 min)' in stdout

@@ -125,9 +125,10 @@ def collect(root: str, seeds: int, variants: list[str], pair_variants: list[str]
                     if row is not None:
                         data.galleries.setdefault(evaluation.role, set()).add(
                             row.get('gallery_size', row.get('gallery')))
-                    for metric in ('mAP', 'top1', 'det_ap'):
+                    for metric in ('mAP', 'top1', 'det_ap', 'mean_recall'):
                         data.metrics.setdefault((mix, variant, evaluation.role, metric), []) \
-                            .append(None if row is None else 100.0 * row[metric])
+                            .append(None if row is None or metric not in row
+                                    else 100.0 * row[metric])
     return data
 
 
@@ -203,9 +204,13 @@ def finding_depth(data: Collected, variants: list[str], root: str) -> str:
 
 
 def finding_pair(data: Collected, variants: list[str], roles: list[str]) -> str:
+    """The single/aggregated pairs. Search recall is the fraction of the queries' gallery
+    positives that some kept detection (score >= the search threshold) matches: the ceiling
+    detection puts on search, 100 with GT boxes."""
     header = ['variant', 'boxes']
     header += ['single mAP %', 'aggregated mAP %', 'Δ mAP (paired)', 'seeds better',
-               'single top-1 %', 'aggregated top-1 %', 'Δ top-1', 'det AP single / aggregated %']
+               'single top-1 %', 'aggregated top-1 %', 'Δ top-1', 'det AP single / aggregated %',
+               'search recall single / aggregated %']
     rows = []
     for variant in variants:
         for role in roles:
@@ -220,7 +225,9 @@ def finding_pair(data: Collected, variants: list[str], roles: list[str]) -> str:
                          mean_std(data.values('aggregated', variant, role, 'top1')),
                          rank1_difference,
                          f'{mean_std(data.values("single", variant, det_role, "det_ap"))} / '
-                         f'{mean_std(data.values("aggregated", variant, det_role, "det_ap"))}'])
+                         f'{mean_std(data.values("aggregated", variant, det_role, "det_ap"))}',
+                         f'{mean_std(data.values("single", variant, role, "mean_recall"))} / '
+                         f'{mean_std(data.values("aggregated", variant, role, "mean_recall"))}'])
     return _table(header, rows)
 
 

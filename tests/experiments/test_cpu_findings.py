@@ -75,7 +75,8 @@ def _fabricate(root: pathlib.Path, seeds: int, variants: list[str]) -> None:
                 for evaluation in findings_report.evaluations(DEFAULT, UNSEEN):
                     value = 0.40 + 0.01 * variant_index + mix_index * (0.05 + 0.01 * seed)
                     rows = [{'gallery_size': size, 'mAP': value - 0.1 * (size == -1),
-                             'top1': value + 0.1, 'det_ap': 0.9}
+                             'top1': value + 0.1, 'det_ap': 0.9,
+                             'mean_recall': 0.8 + 0.1 * mix_index}
                             for size in (50, 100, -1)]
                     path = root / findings_report.eval_output(f'seed{seed}', f'{mix}_{variant}',
                                                               evaluation)
@@ -100,6 +101,7 @@ def test_report_from_fabricated_results(tmp_path):
     assert '48/48 evaluations finished' in text
     # J3: single 40.0 every seed, aggregated 45, 46, 47 -> 46.0 ± 1.0, paired delta +6.0 ± 1.0.
     assert '| J3 | predicted | 40.0 ± 0.0 | 46.0 ± 1.0 | +6.0 ± 1.0 | 3/3 |' in text
+    assert '| 90.0 ± 0.0 / 90.0 ± 0.0 | 80.0 ± 0.0 / 90.0 ± 0.0 |' in text   # det AP, recall
     assert '| J4 | 47.0 ± 1.0 | 57.0 ± 1.0 | 46.0, 47.0, 48.0 |' in text   # finding 1 row
     assert '| Disj (speed only) |' in text and 'ms/image b1/5p' in text
     for name in ('sharing_depth', 'aggregation', 'aggregation_gt', 'cross_domain',

@@ -2,7 +2,6 @@
 
     python experiments/cpu_findings.py --root=runs/cpu_findings              # ~5 h on 2 cores
     python experiments/cpu_findings.py --root=runs/cpu_findings --pair_variants=J2 \
-        --gt_boxes=pairs \
         --extra_flags="--epochs=2 --steps_per_epoch=150 --semi_hard_epochs=5 --hard_epochs=5"
                                                                            # ~2 h: RESULTS.md
     python experiments/cpu_findings.py --root=runs/cpu_findings --dry_run    # plan + estimate
@@ -101,6 +100,8 @@ flags.DEFINE_string('results', None, 'The report (default: experiments/RESULTS.m
                     '--quick: <root>/RESULTS.md); plots go beside it.')
 flags.DEFINE_string('data_dir', None, 'TFDS data dir.')
 flags.DEFINE_string('manual_dir', None, 'Release folders, if a dataset flag names a real one.')
+flags.DEFINE_string('discussion', None, 'A markdown file with the reading of the results, put '
+                    'into RESULTS.md after its introduction.')
 flags.DEFINE_string('extra_flags', '', 'Appended to every train.py command.')
 flags.mark_flag_as_required('root')
 FLAGS = flags.FLAGS
@@ -235,7 +236,7 @@ def main(argv):
     findings_report.write_report(
         results, settings.root, seeds=FLAGS.seeds, variants=FLAGS.variants,
         pair_variants=pair_variants, gt_boxes=FLAGS.gt_boxes,
-        extra_flags=' '.join(shlex.split(FLAGS.extra_flags)),
+        extra_flags=' '.join(shlex.split(FLAGS.extra_flags)), discussion=_discussion(),
         default=FLAGS.default_dataset, unseen=FLAGS.unseen_dataset, gallery=FLAGS.gallery,
         invocation=step_runner.display([sys.executable, 'experiments/cpu_findings.py']
                                        + argv_flags()),
@@ -244,6 +245,13 @@ def main(argv):
     if failure:
         print(failure, file=sys.stderr)
         sys.exit(1)
+
+
+def _discussion() -> str:
+    if not FLAGS.discussion:
+        return ''
+    with open(FLAGS.discussion) as stream:
+        return stream.read()
 
 
 def argv_flags() -> list[str]:

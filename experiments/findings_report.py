@@ -312,8 +312,9 @@ def _schedule_caveat(extra_flags: str) -> str:
 def write_report(path: str, root: str, *, seeds: int, variants: list[str], default: str,
                  unseen: str, gallery: int, invocation: str, commands: list[str], quick: bool,
                  estimate_minutes: float, pair_variants: list[str] | None = None,
-                 gt_boxes: str = 'all', extra_flags: str = '') -> str:
-    """Writes the results page (tables, plots, commands, machine) to `path`; returns its text."""
+                 gt_boxes: str = 'all', extra_flags: str = '', discussion: str = '') -> str:
+    """Writes the results page (tables, plots, commands, machine) to `path`; returns its text.
+    `discussion` (markdown, written by whoever read the numbers) goes after the introduction."""
     pair_variants = pair_variants or variants
     data = collect(root, seeds, variants, pair_variants, default, unseen, gallery, gt_boxes)
     measured = [m for values in data.minutes.values() for m in values if m is not None]
@@ -338,6 +339,7 @@ def write_report(path: str, root: str, *, seeds: int, variants: list[str], defau
         f'(reported: {galleries}); mean ± sample std over seeds; Δ = aggregated − '
         f'single, paired by seed. {complete}/{expected} evaluations finished.', '',
         _schedule_caveat(extra_flags), '',
+        *([discussion.strip(), ''] if discussion.strip() else []),
         '## 1. Sharing depth (J2 vs J3 vs J4): accuracy and speed', '',
         f'Aggregated detection, evaluated on `{default}`; speed of untrained networks at the '
         f'synthetic image size (ms per image, batch b / p people per image).', '',

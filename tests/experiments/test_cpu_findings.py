@@ -117,6 +117,7 @@ def test_report_with_one_pair_variant_and_no_gt_boxes(tmp_path):
     text = findings_report.write_report(
         str(results), str(root), seeds=3, variants=['J3', 'J4'], pair_variants=['J4'],
         gt_boxes='none', extra_flags='--epochs=2 --steps_per_epoch=150', default=DEFAULT,
+        discussion='## Reading\n\nJ4 gains from aggregation.\n',
         unseen=UNSEEN, gallery=100, invocation='x', commands=[], quick=False,
         estimate_minutes=1.0)
     # Expected: aggregated J3 default; aggregated J4 default + unseen; single J4 default + unseen.
@@ -124,6 +125,7 @@ def test_report_with_one_pair_variant_and_no_gt_boxes(tmp_path):
     assert '| J4 | predicted | 41.0 ± 0.0 | 47.0 ± 1.0 | +6.0 ± 1.0 | 3/3 |' in text
     assert '| J3 | predicted |' not in text and '| J4 | GT |' not in text
     assert 'same number of steps' in text and '`--epochs=2 --steps_per_epoch=150`' in text
+    assert text.index('## Reading\n\nJ4 gains') < text.index('## 1. Sharing depth')
     assert not (tmp_path / 'results_aggregation_gt.png').exists()
     assert not (tmp_path / 'results_cross_domain_gt.png').exists()
     assert (tmp_path / 'results_cross_domain.png').exists()

@@ -53,7 +53,7 @@ def command(script: str, args: tuple[str, ...], settings: CommandSettings) -> li
     """The full argv of a step: interpreter, script, its flags with {root} filled in, then the
     data flags and the extra flags that apply to the script."""
     argv = [settings.python, script] + [arg.replace('{root}', settings.root) for arg in args]
-    if settings.data_dir:
+    if settings.data_dir and script in (TRAIN, EVALUATE, PREPARE):   # benchmarks read no data
         argv.append(f'--data_dir={settings.data_dir}')
     if settings.manual_dir and script in (TRAIN, PREPARE):
         argv.append(f'--manual_dir={settings.manual_dir}')

@@ -3,7 +3,7 @@
     python experiments/cpu_findings.py --root=runs/cpu_findings              # ~5 h on 2 cores
     python experiments/cpu_findings.py --root=runs/cpu_findings --pair_variants=J2 \
         --extra_flags="--epochs=2 --steps_per_epoch=150 --semi_hard_epochs=5 --hard_epochs=5"
-                                                                           # ~2 h: RESULTS.md
+                                                                         # ~2.5 h: RESULTS.md
     python experiments/cpu_findings.py --root=runs/cpu_findings --dry_run    # plan + estimate
     python experiments/cpu_findings.py --root=runs/cpu_findings --report_only
 

@@ -211,6 +211,7 @@ def main(argv):
     if unknown or FLAGS.seeds < 1:
         raise app.UsageError(f'--variants must be of {VARIANTS} (got {unknown}), --seeds >= 1')
     settings = _settings(FLAGS.quick)
+    discussion = _discussion()   # read before hours of runs: a wrong path fails now
     pair_variants = FLAGS.pair_variants or FLAGS.variants
     seeds = [int(seed) for seed in FLAGS.run_seeds] if FLAGS.run_seeds else range(FLAGS.seeds)
     if not set(seeds) <= set(range(FLAGS.seeds)):
@@ -236,7 +237,7 @@ def main(argv):
     findings_report.write_report(
         results, settings.root, seeds=FLAGS.seeds, variants=FLAGS.variants,
         pair_variants=pair_variants, gt_boxes=FLAGS.gt_boxes,
-        extra_flags=' '.join(shlex.split(FLAGS.extra_flags)), discussion=_discussion(),
+        extra_flags=' '.join(shlex.split(FLAGS.extra_flags)), discussion=discussion,
         default=FLAGS.default_dataset, unseen=FLAGS.unseen_dataset, gallery=FLAGS.gallery,
         invocation=step_runner.display([sys.executable, 'experiments/cpu_findings.py']
                                        + argv_flags()),
@@ -250,6 +251,8 @@ def main(argv):
 def _discussion() -> str:
     if not FLAGS.discussion:
         return ''
+    if not os.path.isfile(FLAGS.discussion):
+        raise app.UsageError(f'--discussion: no such file: {FLAGS.discussion}')
     with open(FLAGS.discussion) as stream:
         return stream.read()
 

@@ -275,6 +275,14 @@ def render_image(world: world_lib.World, plan: world_lib.ImagePlan
         person_ids: (K,) int64, the identity or -1 for passers-by and crowds.
         ignore: (K,) bool, True for a crowd's ignore region.
     """
+    return render_image_with_appearances(world, plan)[:4]
+
+
+def render_image_with_appearances(world: world_lib.World, plan: world_lib.ImagePlan
+                                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                             list[world_lib.Appearance | None]]:
+    """`render_image` plus what each box's person looks like (None for a crowd's region):
+    passers-by draw random appearances, which analyses of the test split need."""
     spec = world.spec
     camera = world.cameras[plan.camera]
     rng = np.random.default_rng(plan.seed)
@@ -318,11 +326,13 @@ def render_image(world: world_lib.World, plan: world_lib.ImagePlan
                 placed.append((foot_y, centre_x, height, facing, box, person_id, appearance))
                 break
     placed.sort(key=lambda p: p[0])   # far (small foot y) first
+    appearances: list[world_lib.Appearance | None] = [None] * len(boxes)   # the crowd, if any
     for foot_y, centre_x, height, facing, box, person_id, appearance in placed:
         draw_person(draw, appearance, centre_x, foot_y, height, facing, rng.random())
         boxes.append(box)
         person_ids.append(person_id)
         ignore.append(False)
+        appearances.append(appearance)
 
     # Occluders (benches, bins, low walls) in front of the lower part of some people; never one
     # that would hide more than half of anybody.
@@ -344,4 +354,4 @@ def render_image(world: world_lib.World, plan: world_lib.ImagePlan
     pixels = pixels * gain + camera.offset + rng.normal(0, 4, pixels.shape).astype(np.float32)
     pixels = np.clip(pixels, 0, 255).astype(np.uint8)
     return (pixels, np.asarray(boxes, np.float64).reshape(-1, 4),
-            np.asarray(person_ids, np.int64), np.asarray(ignore, bool))
+            np.asarray(person_ids, np.int64), np.asarray(ignore, bool), appearances)

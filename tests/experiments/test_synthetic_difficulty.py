@@ -60,8 +60,8 @@ def test_template_breakdown_matches_the_evaluator(tiny_synthetic_data_dir):
     assert np.array_equal(np.sum(heights, axis=0), np.ones(len(census)))   # a partition
 
 
-def test_command_line_writes_the_census_and_reads_predictions_back(tmp_path,
-                                                                    tiny_synthetic_data_dir):
+def test_command_line_writes_the_census_and_reads_predictions_back(
+        tmp_path, tiny_synthetic_data_dir):
     template, report = tmp_path / 'template.npz', tmp_path / 'difficulty.json'
     common = [sys.executable, str(ROOT / 'experiments' / 'synthetic_difficulty.py'),
               '--config=tiny', '--gallery_size=5', f'--data_dir={tiny_synthetic_data_dir}',

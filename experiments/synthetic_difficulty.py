@@ -42,7 +42,6 @@ flags.DEFINE_string('output_json', None, 'Write the census and the breakdown her
 
 CLOTHING = ('upper', 'lower', 'pattern', 'build', 'accessory')
 HEIGHT_BINS = (0, 60, 100, 150)   # query person height, pixels: < 60, 60-100, 100-150, >= 150
-DET_THRESH = 0.5                  # the protocol's score threshold
 
 
 def differing_attributes(a, b) -> tuple[str, ...]:
@@ -118,12 +117,13 @@ def colour_template_predictions(dataset: str, data_dir: str | None,
 
 def per_query_metrics(protocol, predictions, gallery_size: int) -> tuple[np.ndarray, np.ndarray]:
     """(AP, top-1) of every query, as `evaluate.py` scores them (CUHK-SYSU protocol)."""
-    from ps_tf.evaluation import cuhk_sysu, search
+    from ps_tf.evaluation import cuhk_sysu, evaluator, search
     predictions.validate()
     image = predictions.aligned_to(protocol.gallery.names, len(protocol.queries))
     kept = search.GalleryDetections.keep(image, predictions.det_boxes, predictions.det_scores,
                                          predictions.det_embeddings,
-                                         len(protocol.gallery.names), DET_THRESH)
+                                         len(protocol.gallery.names),
+                                         evaluator.EvalSettings().det_thresh)
     result = search.evaluate_search(cuhk_sysu.search_problem(protocol, gallery_size), kept,
                                     predictions.query_embeddings)
     return result.average_precision, result.top_k[:, 0]
@@ -149,13 +149,12 @@ def breakdown(ap: np.ndarray, top1: np.ndarray, subsets: dict[str, np.ndarray]) 
 
 
 def markdown_table(results: dict[str, dict]) -> str:
-    subsets = list(next(iter(results.values())))
-    counts = next(iter(results.values()))
-    header = ['model'] + [f'{s} ({counts[s]["queries"]})' for s in subsets]
+    first = next(iter(results.values()))
+    header = ['model'] + [f'{name} ({row["queries"]})' for name, row in first.items()]
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     for model, rows in results.items():
         lines.append('| ' + ' | '.join([model] + [
-            f'{rows[s]["mAP"]:.3f} / {rows[s]["top1"]:.3f}' for s in subsets]) + ' |')
+            f'{rows[name]["mAP"]:.3f} / {rows[name]["top1"]:.3f}' for name in first]) + ' |')
     return '\n'.join(lines)
 
 

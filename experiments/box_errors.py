@@ -26,13 +26,19 @@ from absl import app, flags
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('dataset', 'synthetic_person_search/default', 'TFDS dataset[/config].')
-flags.DEFINE_string('data_dir', None, 'TFDS data dir (None = the TFDS default).')
-flags.DEFINE_string('predictions', None, 'Predictions file (.npz) of `evaluate.py '
-                    '--write_predictions`.')
-flags.DEFINE_float('min_iou', 0.5, 'A ground-truth box counts as found when its best detection '
-                   'overlaps it at least this much.')
-flags.DEFINE_string('output_json', None, 'Also write the figures here.')
+
+
+def define_flags():
+    """The CLI's flags, defined only when run as a script (the tests import this module beside
+    other experiment scripts with flags of the same names)."""
+    flags.DEFINE_string('dataset', 'synthetic_person_search/default', 'TFDS dataset[/config].')
+    flags.DEFINE_string('data_dir', None, 'TFDS data dir (None = the TFDS default).')
+    flags.DEFINE_string('predictions', None, 'Predictions file (.npz) of `evaluate.py '
+                        '--write_predictions`.')
+    flags.DEFINE_float('min_iou', 0.5, 'A ground-truth box counts as found when its best detection '
+                       'overlaps it at least this much.')
+    flags.DEFINE_string('output_json', None, 'Also write the figures here.')
+
 
 HEIGHT_BINS = (0, 60, 100, 150)   # person height, pixels: < 60, 60-100, 100-150, >= 150
 ERRORS = ('log_w', 'log_h', 'dx', 'dy')
@@ -138,4 +144,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+    define_flags()
     app.run(main)

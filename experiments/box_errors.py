@@ -44,13 +44,6 @@ HEIGHT_BINS = (0, 60, 100, 150)   # person height, pixels: < 60, 60-100, 100-150
 ERRORS = ('log_w', 'log_h', 'dx', 'dy')
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) IoU of pixel x1, y1, x2, y2 boxes."""
-    from ps_tf.evaluation.boxes import paired_iou
-    rows, cols = np.meshgrid(np.arange(len(a)), np.arange(len(b)), indexing='ij')
-    return paired_iou(a[rows.ravel()], b[cols.ravel()]).reshape(len(a), len(b))
-
-
 def matched_box_errors(gallery, det_image: np.ndarray, det_boxes: np.ndarray,
                        det_scores: np.ndarray, det_thresh: float = 0.5) -> dict[str, np.ndarray]:
     """For every labelled gallery box: its best detection's IoU, and that detection's errors.
@@ -66,6 +59,7 @@ def matched_box_errors(gallery, det_image: np.ndarray, det_boxes: np.ndarray,
         detection gives IoU 0 and NaN errors): log_w / log_h = log(detection / ground-truth
         width / height), dx / dy = centre offset / ground-truth width / height.
     """
+    from ps_tf.evaluation.boxes import paired_iou
     keep = det_scores >= det_thresh
     out = {key: [] for key in ('iou', 'height') + ERRORS}
     box_image = gallery.box_image
@@ -79,7 +73,7 @@ def matched_box_errors(gallery, det_image: np.ndarray, det_boxes: np.ndarray,
             for key in ERRORS:
                 out[key].append(np.nan)
             continue
-        overlaps = iou_matrix(gt[None], candidates)[0]
+        overlaps = paired_iou(np.broadcast_to(gt, candidates.shape), candidates)
         best = candidates[overlaps.argmax()]
         out['iou'].append(overlaps.max())
         out['log_w'].append(np.log((best[2] - best[0]) / width))

@@ -45,14 +45,15 @@ ERRORS = ('log_w', 'log_h', 'dx', 'dy')
 
 
 def matched_box_errors(gallery, det_image: np.ndarray, det_boxes: np.ndarray,
-                       det_scores: np.ndarray, det_thresh: float = 0.5) -> dict[str, np.ndarray]:
+                       det_scores: np.ndarray, det_thresh: float) -> dict[str, np.ndarray]:
     """For every labelled gallery box: its best detection's IoU, and that detection's errors.
 
     Args:
         gallery: `protocol.GalleryAnnotations`.
         det_image: (D,) gallery image of each detection (protocol order).
         det_boxes: (D, 4) pixel x1, y1, x2, y2.
-        det_scores: (D,) scores; detections below `det_thresh` are dropped, as search does.
+        det_scores: (D,) scores; detections below `det_thresh` are dropped, as search does
+            (the evaluator's `EvalSettings().det_thresh`).
 
     Returns:
         'iou', 'height' and the `ERRORS` ((K,) each, K labelled boxes; an image without a kept
@@ -120,16 +121,18 @@ def main(argv):
     del argv
     if not FLAGS.predictions:
         raise app.UsageError('--predictions is required (from evaluate.py --write_predictions)')
+    from ps_tf.evaluation import evaluator
     from ps_tf.evaluation import predictions as predictions_lib
     from ps_tf.evaluation import protocol as protocol_lib
     protocol = protocol_lib.load_protocol(FLAGS.dataset, FLAGS.data_dir)
     predictions = predictions_lib.read_predictions(FLAGS.predictions)
     det_image = predictions.aligned_to(protocol.gallery.names, len(protocol.queries))
+    det_thresh = evaluator.EvalSettings().det_thresh
     errors = matched_box_errors(protocol.gallery, det_image, predictions.det_boxes,
-                                predictions.det_scores)
+                                predictions.det_scores, det_thresh)
     rows = summarise(errors, FLAGS.min_iou)
     print(f'{FLAGS.predictions}: labelled gallery boxes against their best detection '
-          f'(score >= 0.5; found = IoU >= {FLAGS.min_iou}; errors: mean ± std over found)')
+          f'(score >= {det_thresh}; found = IoU >= {FLAGS.min_iou}; errors: mean ± std over found)')
     print(format_rows(rows))
     if FLAGS.output_json:
         with open(FLAGS.output_json, 'w') as f:

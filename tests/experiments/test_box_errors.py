@@ -37,7 +37,8 @@ def test_known_box_errors_are_measured(tiny_synthetic_data_dir, tmp_path):
     det_boxes = np.concatenate([shifted(gt[kept]), gt])
     det_scores = np.concatenate([np.full(kept.sum(), 0.9), np.full(len(gt), 0.1)])
 
-    errors = box_errors.matched_box_errors(gallery, det_image, det_boxes, det_scores)
+    errors = box_errors.matched_box_errors(gallery, det_image, det_boxes, det_scores,
+                                           det_thresh=0.5)
     np.testing.assert_allclose(errors['log_w'][kept], LOG_W, atol=1e-6)
     np.testing.assert_allclose(errors['dx'][kept], DX, atol=1e-6)
     np.testing.assert_allclose(errors['log_h'][kept], 0.0, atol=1e-6)

@@ -26,7 +26,8 @@ def shifted(gt: np.ndarray) -> np.ndarray:
 
 
 def test_known_box_errors_are_measured(tiny_synthetic_data_dir, tmp_path):
-    gallery = protocol.load_protocol(TINY, tiny_synthetic_data_dir).gallery
+    loaded = protocol.load_protocol(TINY, tiny_synthetic_data_dir)
+    gallery = loaded.gallery
     labelled = (gallery.person_ids >= 0) & ~gallery.ignore
     image = gallery.box_image[labelled]
     gt = gallery.boxes[labelled]
@@ -53,7 +54,7 @@ def test_known_box_errors_are_measured(tiny_synthetic_data_dir, tmp_path):
 
     # The CLI reads the same detections from a predictions file.
     path = tmp_path / 'det.npz'
-    num_queries = len(protocol.load_protocol(TINY, tiny_synthetic_data_dir).queries)
+    num_queries = len(loaded.queries)
     unit = np.eye(4, dtype=np.float32)[0]
     predictions.write_predictions(str(path), predictions.Predictions(
         gallery_image_names=gallery.names, det_image_index=det_image,

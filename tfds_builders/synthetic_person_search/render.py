@@ -4,14 +4,21 @@
 plan's seed), so an image renders the same every time, e.g. once for the gallery split and again
 for a query that uses it. Boxes are pixel x1, y1, x2, y2 of everything drawn for the person
 (hat, bag and arms included), whole even where an occluder hides part of the person.
+
+A randomised world (`WorldSpec.randomize`) draws, per image, an `ImageStyle` (how the people are
+rendered and what the camera does to the picture) and, per person, a `Pose` (body proportions,
+arm swing), from a random stream of their own: the plain worlds (`tiny`, `domain_b`, ...) draw
+exactly the images they drew before randomisation existed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import io
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from tfds_builders.synthetic_person_search import world as world_lib
 
@@ -121,6 +128,34 @@ def _draw_background(style: str, width: int, height: int, horizon: int,
                            fill=_colour(rng, 0, 255))
             x += w
         _vertical_gradient(draw, (0, horizon, width, height), (215, 210, 200), (170, 165, 160))
+    elif style == 'texture':     # smooth colour noise: a wall and a floor of no particular kind
+        for y1, y2 in ((0, horizon), (horizon, height)):
+            base = rng.integers(40, 220, 3)   # one hue, mottled: walls, not rainbows
+            shape = (int(rng.integers(2, 6)), int(rng.integers(3, 9)), 1)
+            cells = base + rng.integers(-50, 51, shape)
+            cells = np.clip(cells + rng.integers(-20, 21, cells.shape), 0, 255)
+            patch = Image.fromarray(cells.astype(np.uint8)).resize(
+                (width, max(1, y2 - y1)), Image.BICUBIC)
+            image.paste(patch, (0, y1))
+    elif style == 'clutter':     # shapes of every size and colour, some tall and thin as people
+        draw.rectangle([0, 0, width, horizon], fill=_colour(rng, 60, 230))
+        draw.rectangle([0, horizon, width, height], fill=_colour(rng, 60, 200))
+        for _ in range(int(rng.integers(15, 40))):
+            x, y = rng.uniform(0, width), rng.uniform(0, height)
+            w, h = rng.uniform(4, width / 5), rng.uniform(4, height / 3)
+            shape = draw.ellipse if rng.random() < 0.4 else draw.rectangle
+            shape([x, y, x + w, y + h], fill=_colour(rng, 0, 256))
+    elif style == 'planks':      # stripes at a random angle and pitch: fences, shelves, tiles
+        draw.rectangle([0, 0, width, height], fill=_colour(rng, 40, 220))
+        pitch, thickness = rng.uniform(6, 30), rng.uniform(2, 12)
+        slope = rng.uniform(-1.5, 1.5)
+        stripe = _colour(rng, 0, 256)
+        for k in range(-int(3 * height / pitch), int((width + 3 * height) / pitch)):
+            x = k * pitch
+            draw.line([(x, 0), (x + slope * height, height)], fill=stripe,
+                      width=max(1, int(thickness)))
+        draw.rectangle([0, horizon, width, height], fill=_colour(rng, 60, 200))
+        _floor_grid(draw, rng, width, height, horizon, _colour(rng, 30, 120))
     else:
         raise ValueError(f'unknown background style {style!r}')
     return image
@@ -137,15 +172,56 @@ def camera_background(camera: world_lib.Camera) -> Image.Image:
 # ----------------------------------------------------------------------------- people
 
 
+@dataclasses.dataclass(frozen=True)
+class Pose:
+    """How one sighting of a person deviates from the build's proportions: what a body's shape
+    and stance vary from frame to frame (randomised worlds only; identity lies in the clothing).
+
+    Attributes:
+        torso_scale: multiplies the build's torso width / height.
+        leg_shift: added to the build's leg length / height.
+        head_scale: multiplies the head's size.
+        arm_spread: radians each arm is turned away from the body (0 = hanging straight).
+    """
+    torso_scale: float = 1.0
+    leg_shift: float = 0.0
+    head_scale: float = 1.0
+    arm_spread: float = 0.0
+
+
+NEUTRAL_POSE = Pose()
+
+
+def random_pose(rng: np.random.Generator) -> Pose:
+    return Pose(torso_scale=float(rng.uniform(0.92, 1.08)),
+                leg_shift=float(rng.uniform(-0.02, 0.02)),
+                head_scale=float(rng.uniform(0.9, 1.15)),
+                arm_spread=float(rng.uniform(0.0, 0.35)))
+
+
+def _proportions(appearance: world_lib.Appearance, pose: Pose) -> tuple[float, float]:
+    """(torso width, leg length) as fractions of the height, for this build and pose."""
+    _, torso_ratio, leg_ratio = next(b for b in world_lib.BUILDS if b[0] == appearance.build)
+    return torso_ratio * pose.torso_scale, leg_ratio + pose.leg_shift
+
+
+def _arm_reach(height: float, leg_ratio: float, head_scale: float, arm_spread: float) -> float:
+    """How far past its shoulder a spread arm's hand reaches sideways, in pixels."""
+    shoulder_to_hand = height * (1.0 - leg_ratio + 0.04 - 0.13 * head_scale)
+    return shoulder_to_hand * float(np.sin(arm_spread))
+
+
 def _contrast(colour: tuple[int, int, int]) -> tuple[int, int, int]:
     return (30, 30, 30) if sum(colour) > 380 else (235, 235, 235)
 
 
 def person_box(appearance: world_lib.Appearance, centre_x: float, foot_y: float,
-               height: float, facing: int) -> Box:
+               height: float, facing: int, pose: Pose = NEUTRAL_POSE) -> Box:
     """The box (x1, y1, x2, y2 pixels) that `draw_person` with these arguments covers."""
-    _, torso_ratio, _ = next(b for b in world_lib.BUILDS if b[0] == appearance.build)
+    torso_ratio, leg_ratio = _proportions(appearance, pose)
     half = torso_ratio * height / 2 + 0.07 * height     # torso + an arm
+    if pose.arm_spread:
+        half += _arm_reach(height, leg_ratio, pose.head_scale, pose.arm_spread)
     left, right = centre_x - half, centre_x + half
     if appearance.accessory in ('backpack', 'bag'):
         extra = 0.08 * height
@@ -156,18 +232,20 @@ def person_box(appearance: world_lib.Appearance, centre_x: float, foot_y: float,
 
 
 def draw_person(draw: ImageDraw.ImageDraw, appearance: world_lib.Appearance, centre_x: float,
-                foot_y: float, height: float, facing: int, stride: float) -> None:
+                foot_y: float, height: float, facing: int, stride: float,
+                pose: Pose = NEUTRAL_POSE, outline: tuple[int, int, int] | None = None) -> None:
     """Draws a person standing with feet at (centre_x, foot_y), `height` pixels tall from the top
     of the head. `facing` (+1 / -1) puts a bag or backpack on the right or left; `stride`
-    (0..1) spreads the legs as in walking."""
-    _, torso_ratio, leg_ratio = next(b for b in world_lib.BUILDS if b[0] == appearance.build)
+    (0..1) spreads the legs as in walking; `pose` varies the proportions and spreads the arms;
+    `outline` draws every body part's edge in that colour (a cartoon style)."""
+    torso_ratio, leg_ratio = _proportions(appearance, pose)
     upper = world_lib.UPPER_COLOURS[appearance.upper]
     lower = world_lib.LOWER_COLOURS[appearance.lower]
     skin = world_lib.SKIN_TONES[appearance.skin]
     accessory_colour = world_lib.ACCESSORY_COLOURS[appearance.accessory_colour]
     h, x = height, centre_x
     top = foot_y - h
-    head_h, head_w = 0.13 * h, 0.11 * h
+    head_h, head_w = 0.13 * h * pose.head_scale, 0.11 * h * pose.head_scale
     torso_w = torso_ratio * h
     hip = foot_y - leg_ratio * h
     shoulder = top + head_h + 0.02 * h
@@ -177,7 +255,8 @@ def draw_person(draw: ImageDraw.ImageDraw, appearance: world_lib.Appearance, cen
     if appearance.accessory == 'backpack':
         bx = x + facing * (torso_w / 2 - 0.02 * h)
         bx1, bx2 = sorted((bx, bx + facing * 0.10 * h))
-        draw.rectangle([bx1, shoulder + 0.02 * h, bx2, hip - 0.04 * h], fill=accessory_colour)
+        draw.rectangle([bx1, shoulder + 0.02 * h, bx2, hip - 0.04 * h], fill=accessory_colour,
+                       outline=outline)
     # Legs with shoes.
     leg_w = torso_w * 0.42
     spread = stride * 0.06 * h
@@ -186,19 +265,24 @@ def draw_person(draw: ImageDraw.ImageDraw, appearance: world_lib.Appearance, cen
         foot_x = lx + side * spread
         draw.polygon([(lx - leg_w / 2, hip), (lx + leg_w / 2, hip),
                       (foot_x + leg_w / 2, foot_y - 0.03 * h), (foot_x - leg_w / 2,
-                                                                foot_y - 0.03 * h)], fill=lower)
+                                                                foot_y - 0.03 * h)], fill=lower,
+                     outline=outline)
         draw.rectangle([foot_x - leg_w / 2, foot_y - 0.03 * h, foot_x + leg_w / 2 + 0.02 * h,
                         foot_y], fill=(35, 30, 30))
     # Arms (sleeves in the upper colour, hands in skin).
     for side in (-1, 1):
         ax1 = x + side * torso_w / 2
         ax2 = ax1 + side * arm_w
+        if pose.arm_spread:   # the arm turned outwards about its shoulder's outer corner
+            _draw_spread_arm(draw, (ax2, shoulder), side, arm_w, hip + 0.06 * h - shoulder,
+                             0.04 * h, pose.arm_spread, upper, skin, outline)
+            continue
         ax1, ax2 = sorted((ax1, ax2))
-        draw.rectangle([ax1, shoulder, ax2, hip + 0.02 * h], fill=upper)
+        draw.rectangle([ax1, shoulder, ax2, hip + 0.02 * h], fill=upper, outline=outline)
         draw.rectangle([ax1, hip + 0.02 * h, ax2, hip + 0.06 * h], fill=skin)
     # Torso with its pattern.
     torso = [x - torso_w / 2, shoulder, x + torso_w / 2, hip]
-    draw.rectangle(torso, fill=upper)
+    draw.rectangle(torso, fill=upper, outline=outline)
     second = _contrast(upper)
     step = max(2.0, 0.05 * h)
     if appearance.pattern == 'hstripes':
@@ -214,7 +298,7 @@ def draw_person(draw: ImageDraw.ImageDraw, appearance: world_lib.Appearance, cen
     elif appearance.pattern == 'twotone':
         draw.rectangle([torso[0], (shoulder + hip) / 2, torso[2], hip], fill=second)
     # Head, hair, hat.
-    draw.ellipse([x - head_w / 2, top, x + head_w / 2, top + head_h], fill=skin)
+    draw.ellipse([x - head_w / 2, top, x + head_w / 2, top + head_h], fill=skin, outline=outline)
     draw.chord([x - head_w / 2, top, x + head_w / 2, top + head_h * 0.8], 180, 360,
                fill=world_lib.HAIR_COLOURS[appearance.hair])
     if appearance.accessory == 'hat':
@@ -227,6 +311,130 @@ def draw_person(draw: ImageDraw.ImageDraw, appearance: world_lib.Appearance, cen
         draw.line([(x - facing * torso_w / 3, shoulder), (bx, hip - 0.02 * h)],
                   fill=accessory_colour, width=max(1, int(0.015 * h)))
         draw.rectangle([bx1, hip - 0.06 * h, bx2, hip + 0.05 * h], fill=accessory_colour)
+
+
+def _draw_spread_arm(draw, shoulder_outer, side, width, length, hand, angle, sleeve, skin,
+                     outline) -> None:
+    """A sleeve and a hand, as quadrilaterals turned `angle` radians outwards (towards `side`)
+    about the shoulder's outer corner."""
+    x0, y0 = shoulder_outer
+    down = np.array([side * np.sin(angle), np.cos(angle)])      # along the arm
+    across = np.array([-side * np.cos(angle), np.sin(angle)])   # from the outer to the inner edge
+
+    def quad(start, end):
+        a = np.array([x0, y0]) + down * start
+        b = np.array([x0, y0]) + down * end
+        return [tuple(a), tuple(a + across * width), tuple(b + across * width), tuple(b)]
+
+    draw.polygon(quad(0.0, length - hand), fill=sleeve, outline=outline)
+    draw.polygon(quad(length - hand, length), fill=skin)
+
+
+# ----------------------------------------------------------------------------- image styles
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageStyle:
+    """How one image of a randomised world is drawn and photographed.
+
+    Attributes:
+        shading: strength of the light falling off across each body (0 = flat colours).
+        light_side: where the light comes from, -1 (left) to 1 (right).
+        texture: amplitude of the fabric's brightness noise, as a fraction.
+        outline: every body part edged in a dark colour (a cartoon style), or not.
+        gradient: brightness change across the frame (a lamp, a shadow), as a fraction.
+        gradient_angle: its direction, radians.
+        gamma: the camera's tone curve.
+        noise: standard deviation of the sensor noise, in levels.
+        blur: Gaussian blur radius in pixels (focus, motion, a cheap lens).
+        jpeg_quality: the camera's compression, 0 = none.
+        pole_occluders: fraction of occluders that are poles in front of a person rather than
+            low objects hiding the legs.
+    """
+    shading: float = 0.0
+    light_side: float = 0.0
+    texture: float = 0.0
+    outline: bool = False
+    gradient: float = 0.0
+    gradient_angle: float = 0.0
+    gamma: float = 1.0
+    noise: float = 0.0
+    blur: float = 0.0
+    jpeg_quality: int = 0
+    pole_occluders: float = 0.0
+
+
+def random_image_style(rng: np.random.Generator) -> ImageStyle:
+    """A style drawn from wide ranges; each effect is off in part of the images."""
+    return ImageStyle(
+        shading=float(rng.uniform(0.0, 0.6)) if rng.random() < 0.7 else 0.0,
+        light_side=float(rng.uniform(-1, 1)),
+        texture=float(rng.uniform(0.0, 0.25)) if rng.random() < 0.5 else 0.0,
+        outline=bool(rng.random() < 0.25),
+        gradient=float(rng.uniform(0.0, 0.5)) if rng.random() < 0.5 else 0.0,
+        gradient_angle=float(rng.uniform(0, 2 * np.pi)),
+        gamma=float(np.exp(rng.uniform(np.log(0.6), np.log(1.6)))),
+        noise=float(rng.uniform(0.0, 12.0)),
+        blur=float(rng.uniform(0.3, 1.5)) if rng.random() < 0.4 else 0.0,
+        jpeg_quality=int(rng.integers(20, 90)) if rng.random() < 0.5 else 0,
+        pole_occluders=0.4)
+
+
+def _smooth_noise(rng: np.random.Generator, height: int, width: int, cells: tuple[int, int]
+                  ) -> np.ndarray:
+    """(height, width) float32 noise in [-1, 1], smooth at the scale of `cells` (rows, cols)."""
+    grid = rng.uniform(0, 255, cells).astype(np.uint8)
+    field = np.asarray(Image.fromarray(grid).resize((width, height), Image.BICUBIC), np.float32)
+    return field / 127.5 - 1.0
+
+
+def _draw_styled_person(image: Image.Image, appearance: world_lib.Appearance, centre_x: float,
+                        foot_y: float, height: float, facing: int, stride: float, pose: Pose,
+                        style: ImageStyle, box: Box, rng: np.random.Generator) -> None:
+    """`draw_person` on a layer of its own, shaded and textured, then laid onto `image`."""
+    x0, y0 = int(np.floor(box[0])) - 2, int(np.floor(box[1])) - 2
+    width, height_px = int(np.ceil(box[2])) - x0 + 3, int(np.ceil(box[3])) - y0 + 3
+    layer = Image.new('RGBA', (width, height_px), (0, 0, 0, 0))
+    outline = (20, 20, 25) if style.outline else None
+    draw_person(ImageDraw.Draw(layer), appearance, centre_x - x0, foot_y - y0, height, facing,
+                stride, pose, outline)
+    pixels = np.asarray(layer, np.float32)
+    shade = np.ones(pixels.shape[:2], np.float32)
+    if style.shading:   # a lit cylinder: brighter on the light's side, darker at both edges
+        u = (np.arange(width, dtype=np.float32) + x0 - centre_x) / max(1.0, (box[2] - box[0]) / 2)
+        u = np.clip(u, -1.0, 1.0)
+        across = 1.0 - style.shading * (0.6 * u ** 2 - 0.4 * style.light_side * u)
+        v = np.linspace(0.0, 1.0, height_px, dtype=np.float32)[:, None]
+        shade *= across[None, :] * (1.0 - 0.25 * style.shading * v)
+    if style.texture:   # fabric: blotches at a tenth of the body plus fine grain
+        shade *= 1.0 + style.texture * (
+            0.7 * _smooth_noise(rng, height_px, width, (8, 4))
+            + 0.3 * rng.uniform(-1, 1, shade.shape).astype(np.float32))
+    pixels[..., :3] = np.clip(pixels[..., :3] * shade[..., None], 0, 255)
+    styled = Image.fromarray(pixels.astype(np.uint8), 'RGBA')
+    image.paste(styled, (x0, y0), styled)
+
+
+def _photograph(pixels: np.ndarray, style: ImageStyle, rng: np.random.Generator) -> np.ndarray:
+    """What the camera does to a lit scene: light gradient, tone curve, blur, sensor noise and
+    compression. (H, W, 3) float32 levels -> uint8."""
+    height, width = pixels.shape[:2]
+    if style.gradient:
+        ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+        t = (np.cos(style.gradient_angle) * (xs / width - 0.5)
+             + np.sin(style.gradient_angle) * (ys / height - 0.5))
+        pixels = pixels * (1.0 + style.gradient * t)[..., None]
+    pixels = 255.0 * (np.clip(pixels, 0, 255) / 255.0) ** style.gamma
+    image = Image.fromarray(pixels.astype(np.uint8))
+    if style.blur:
+        image = image.filter(ImageFilter.GaussianBlur(style.blur))
+    pixels = np.asarray(image, np.float32) + rng.normal(0, style.noise, pixels.shape)
+    pixels = np.clip(pixels, 0, 255).astype(np.uint8)
+    if style.jpeg_quality:
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format='JPEG', quality=style.jpeg_quality)
+        pixels = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert('RGB'))
+    return pixels
 
 
 # ----------------------------------------------------------------------------- scenes
@@ -246,7 +454,8 @@ def _covered_fraction(box: Box, cover: Box) -> float:
     return w * h / max(1e-9, (box[2] - box[0]) * (box[3] - box[1]))
 
 
-def _place(rng, camera, spec, appearance, placed: list[Box], max_iou: float):
+def _place(rng, camera, spec, appearance, placed: list[Box], max_iou: float,
+           pose: Pose = NEUTRAL_POSE):
     """Random feet position, size from the camera's perspective, until the box overlaps every
     placed box by at most `max_iou` and lies inside the image; None after 40 tries."""
     horizon = camera.horizon * camera.height
@@ -257,7 +466,7 @@ def _place(rng, camera, spec, appearance, placed: list[Box], max_iou: float):
         height = max(spec.min_person_height, scale * (foot_y - horizon) * rng.uniform(0.92, 1.08))
         facing = 1 if rng.random() < 0.5 else -1
         centre_x = rng.uniform(0, camera.width)
-        box = person_box(appearance, centre_x, foot_y, height, facing)
+        box = person_box(appearance, centre_x, foot_y, height, facing, pose)
         if box[0] < 0 or box[2] > camera.width or box[1] < 0:
             continue
         if all(_iou(box, other) <= max_iou for other in placed):
@@ -286,6 +495,10 @@ def render_image_with_appearances(world: world_lib.World, plan: world_lib.ImageP
     spec = world.spec
     camera = world.cameras[plan.camera]
     rng = np.random.default_rng(plan.seed)
+    # A randomised world's style and poses come from a stream of their own, so that `rng` draws
+    # the same sequence (and plain worlds the same images) with or without them.
+    style_rng = np.random.default_rng([plan.seed, 7]) if spec.randomize else None
+    style = random_image_style(style_rng) if style_rng is not None else None
     image = camera_background(camera).copy()
     draw = ImageDraw.Draw(image)
     boxes: list[Box] = []
@@ -316,19 +529,26 @@ def render_image_with_appearances(world: world_lib.World, plan: world_lib.ImageP
 
     people = [(i, world.appearances[i]) for i in plan.identities]
     people += [(-1, world_lib.random_appearance(rng)) for _ in range(plan.passers_by)]
-    placed = []   # (foot_y, centre_x, height, facing, box, person_id, appearance)
+    placed = []   # (foot_y, centre_x, height, facing, box, person_id, appearance, pose)
     for person_id, appearance in people:
+        pose = random_pose(style_rng) if style_rng is not None else NEUTRAL_POSE
         limits = (0.25, 0.4, 1.0) if person_id >= 0 else (0.25,)
         for max_iou in limits:   # identities must be placed; passers-by may be dropped
-            spot = _place(rng, camera, spec, appearance, [p[4] for p in placed], max_iou)
+            spot = _place(rng, camera, spec, appearance, [p[4] for p in placed], max_iou, pose)
             if spot is not None:
                 centre_x, foot_y, height, facing, box = spot
-                placed.append((foot_y, centre_x, height, facing, box, person_id, appearance))
+                placed.append((foot_y, centre_x, height, facing, box, person_id, appearance,
+                               pose))
                 break
     placed.sort(key=lambda p: p[0])   # far (small foot y) first
     appearances: list[world_lib.Appearance | None] = [None] * len(boxes)   # the crowd, if any
-    for foot_y, centre_x, height, facing, box, person_id, appearance in placed:
-        draw_person(draw, appearance, centre_x, foot_y, height, facing, rng.random())
+    for foot_y, centre_x, height, facing, box, person_id, appearance, pose in placed:
+        stride = rng.random()
+        if style is None:
+            draw_person(draw, appearance, centre_x, foot_y, height, facing, stride)
+        else:
+            _draw_styled_person(image, appearance, centre_x, foot_y, height, facing, stride,
+                                pose, style, box, style_rng)
         boxes.append(box)
         person_ids.append(person_id)
         ignore.append(False)
@@ -343,6 +563,11 @@ def render_image_with_appearances(world: world_lib.World, plan: world_lib.ImageP
         h = box[3] - box[1]
         cover = (box[0] - rng.uniform(0, 0.15) * h, box[3] - rng.uniform(0.15, 0.4) * h,
                  box[2] + rng.uniform(0, 0.15) * h, box[3] + 1)
+        if style is not None and style_rng.random() < style.pole_occluders:
+            # a pole, sign or tree trunk in front of the person, floor to above the head
+            x = style_rng.uniform(box[0], box[2])
+            half = style_rng.uniform(0.04, 0.1) * (box[2] - box[0] + h) / 2
+            cover = (x - half, box[1] - style_rng.uniform(0, 0.3) * h, x + half, box[3] + 1)
         if all(_covered_fraction(other, cover) <= 0.5 for other in people_boxes):
             draw.rectangle(cover, fill=_colour(rng, 60, 180))
             draw.rectangle([cover[0], cover[1], cover[2], cover[1] + max(1, 0.04 * h)],
@@ -352,6 +577,8 @@ def render_image_with_appearances(world: world_lib.World, plan: world_lib.ImageP
     pixels = np.asarray(image, np.float32)
     gain = np.asarray(camera.gain, np.float32) * rng.uniform(0.95, 1.05)
     pixels = pixels * gain + camera.offset + rng.normal(0, 4, pixels.shape).astype(np.float32)
+    if style is not None:
+        pixels = _photograph(pixels, style, style_rng)
     pixels = np.clip(pixels, 0, 255).astype(np.uint8)
     return (pixels, np.asarray(boxes, np.float64).reshape(-1, 4),
             np.asarray(person_ids, np.int64), np.asarray(ignore, bool), appearances)

@@ -7,8 +7,12 @@ of every size in `gallery_sizes`: every other image with the person first, then 
 Identities are disjoint between train and test.
 
 Configs:
-- `default`: a meaningful CPU training run (400 train / 60 test identities, ~1,600 train and ~200
-  gallery images of ~350x280 px, 6 daylight cameras, gallery sizes 50 and 100);
+- `default`: a meaningful CPU training run (400 train / 60 test identities, ~1,200 train and ~200
+  gallery images of 256-352 px high, gallery sizes 50 and 100), domain-randomised: 10 cameras of
+  domain a's styles and procedural backgrounds, every image drawn in a random rendering style and
+  photographed with random lighting, tone, blur, noise and compression, people from 30 px tall to
+  most of the frame's height, in random poses and proportions (`world.WorldSpec.randomize`);
+- `plain`: the 1.x `default`, drawn in one flat style with mild daylight casts (6 cameras);
 - `tiny`: a handful of 128x96 images, for tests;
 - `detection_only`: 400 training images of other cameras in the same domain, boxes without
   identities and with crowd ignore regions (like MOT17Det / WIDER for the paper's aggregation);
@@ -34,7 +38,13 @@ JPEG_QUALITY = 90
 WORLDS = {
     # 400 training identities: stage 2 generalises to unseen people with many identities (at 100,
     # re-ID with ground-truth boxes reached mAP 0.46 at gallery 100; at 400, 0.66, same steps).
-    'default': world_lib.WorldSpec(seed=0, train_identities=400),
+    'default': world_lib.WorldSpec(
+        seed=0, num_cameras=10, randomize=True, train_identities=400,
+        image_sizes=((384, 288), (352, 288), (320, 256), (448, 256), (416, 320), (288, 352)),
+        person_height_frac=(0.35, 0.95), max_labelled_per_image=3, passers_by=(0, 5),
+        occlusion_prob=0.35, crowd_prob=0.15),
+    # The 1.x `default`: one flat rendering style, mild daylight casts.
+    'plain': world_lib.WorldSpec(seed=0, train_identities=400),
     'tiny': world_lib.WorldSpec(
         seed=1, num_cameras=2, image_sizes=((128, 96),), person_height_frac=(0.6, 0.8),
         min_person_height=24, train_identities=4, test_identities=3, train_appearances=(2, 3),
@@ -64,12 +74,16 @@ def _encode_jpeg(pixels: np.ndarray) -> bytes:
 class Builder(tfds.core.GeneratorBasedBuilder):
     """Synthetic person-search scenes in the shared ps_tf schema."""
 
-    VERSION = tfds.core.Version('1.1.0')
+    VERSION = tfds.core.Version('2.0.0')
     RELEASE_NOTES = {'1.0.0': 'First release.',
-                     '1.1.0': '`default`: 400 training identities (was 100).'}
+                     '1.1.0': '`default`: 400 training identities (was 100).',
+                     '2.0.0': '`default` is domain-randomised; the 1.x `default` is `plain`.'}
     BUILDER_CONFIGS = [
-        SyntheticConfig(name='default', description='CPU-scale person search, domain a.',
+        SyntheticConfig(name='default',
+                        description='CPU-scale person search, domain a, domain-randomised.',
                         world=WORLDS['default']),
+        SyntheticConfig(name='plain', description='The 1.x default: domain a in one style.',
+                        world=WORLDS['plain']),
         SyntheticConfig(name='tiny', description='A handful of small images, for tests.',
                         world=WORLDS['tiny']),
         SyntheticConfig(name='detection_only', description='Boxes without identities.',

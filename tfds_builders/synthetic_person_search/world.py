@@ -45,6 +45,9 @@ DOMAIN_STYLES = {
     'a': ('street', 'plaza', 'park', 'corridor'),
     'b': ('night', 'station', 'mall'),
 }
+# A randomised world (`WorldSpec.randomize`) adds procedural backgrounds to domain a's styles;
+# domain b's styles stay unseen, so `domain_b` remains a held-out style.
+PROCEDURAL_STYLES = ('texture', 'clutter', 'planks')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +70,10 @@ class WorldSpec:
         gallery_sizes: CUHK-SYSU-style gallery sizes of each query.
         occlusion_prob: chance that an occluder hides the lower part of a person.
         crowd_prob: chance that an image holds a far-away crowd, annotated as an ignore region.
+        randomize: domain randomisation: every camera and image draws what a real camera varies
+            (rendering style and shading, clothing texture, body shape and pose, lighting and
+            colour cast, noise, blur, JPEG compression, procedural backgrounds, occluder
+            kinds) while an identity keeps what it wears and carries (`render.ImageStyle`).
     """
     seed: int
     domain: str = 'a'
@@ -85,6 +92,7 @@ class WorldSpec:
     gallery_sizes: tuple[int, ...] = (50, 100)
     occlusion_prob: float = 0.25
     crowd_prob: float = 0.0
+    randomize: bool = False
 
     @property
     def has_identities(self) -> bool:
@@ -159,11 +167,16 @@ def _rng(spec: WorldSpec, *keys: int) -> np.random.Generator:
 def make_cameras(spec: WorldSpec) -> tuple[Camera, ...]:
     """Draws the cameras: styles cycle through the domain's styles, so each is used."""
     styles = DOMAIN_STYLES[spec.domain]
+    if spec.randomize:
+        styles = styles + PROCEDURAL_STYLES
     cameras = []
     for c in range(spec.num_cameras):
         rng = _rng(spec, 1, c)
         width, height = spec.image_sizes[c % len(spec.image_sizes)]
-        if spec.domain == 'a':   # daylight, mild colour casts
+        if spec.randomize:       # any daylight or indoor light, strong casts, dim to bright
+            gain = rng.uniform(0.65, 1.35, 3) * rng.uniform(0.5, 1.25)
+            offset = rng.uniform(-25, 25)
+        elif spec.domain == 'a':   # daylight, mild colour casts
             gain = rng.uniform(0.8, 1.2, 3)
             offset = rng.uniform(-15, 15)
         else:                    # darker, bluish, stronger casts
@@ -172,7 +185,7 @@ def make_cameras(spec: WorldSpec) -> tuple[Camera, ...]:
         cameras.append(Camera(
             index=c, style=styles[c % len(styles)], width=width, height=height,
             gain=tuple(float(g) for g in gain), offset=float(offset),
-            horizon=float(rng.uniform(0.2, 0.4)),
+            horizon=float(rng.uniform(0.1, 0.45) if spec.randomize else rng.uniform(0.2, 0.4)),
             max_height=float(rng.uniform(*spec.person_height_frac)),
             seed=int(rng.integers(2**31))))
     return tuple(cameras)

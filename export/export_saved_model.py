@@ -6,8 +6,10 @@ writes `exported/1/` (`--version`) with the signatures `serving_default` (encode
 `detect_images` (uint8 tensor), `detect_examples` (serialized tf.train.Example) and
 `embed_boxes` (see `ps_tf/serving.py` and `export/README.md`). The SavedModel is written to a
 temporary directory, reloaded in a fresh Python process whose outputs must match the in-memory
-model's on every signature, and only then renamed to `<export_dir>/<version>`; finally the
-signatures are printed as `saved_model_cli show --all` shows them.
+model's on every signature, and only then renamed to `<export_dir>/<version>`, with the modes of
+a folder made by `mkdir` (0755 directories and 0644 files under the usual umask 022, so that a TF
+Serving process of another user can read it); finally the signatures are printed as
+`saved_model_cli show --all` shows them.
 """
 
 from __future__ import annotations
@@ -93,6 +95,21 @@ def compare_outputs(expected: dict, actual: dict) -> dict[str, float]:
     return differences
 
 
+def make_readable(path: str) -> None:
+    """Gives the tree at `path` the modes `mkdir` and `open` would have given it: 0777 for
+    directories and 0666 for files, less the process's umask (0755 / 0644 under umask 022).
+
+    `tempfile.mkdtemp` makes its directory 0700 whatever the umask, and the rename keeps that
+    mode: a TF Serving process running as another user could not read the model.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    for root, _, files in os.walk(path):
+        os.chmod(root, 0o777 & ~umask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~umask)
+
+
 def export(module: serving.ServingModule, export_dir: str, version: int = 1,
            verify: bool = True, test_images: list[np.ndarray] | None = None
            ) -> tuple[str, dict[str, float]]:
@@ -121,6 +138,7 @@ def export(module: serving.ServingModule, export_dir: str, version: int = 1,
     temporary = tempfile.mkdtemp(prefix=f'.{version}.tmp-', dir=export_dir)
     try:
         serving.save(module, temporary)
+        make_readable(temporary)
         differences = {}
         if verify:
             inputs = serving.sample_inputs(images=test_images)

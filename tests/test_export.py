@@ -10,6 +10,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import stat
 
 import numpy as np
 import pytest
@@ -65,6 +66,19 @@ def test_export_layout_and_fresh_process_outputs_equal(exported):
         np.testing.assert_array_equal(outputs[name]['num_detections'], [MAX_DETECTIONS] * 2)
         assert outputs[name]['detection_embeddings'].shape == (2, MAX_DETECTIONS, 8)
     assert outputs['embed_boxes']['embeddings'].shape == (2, 8)
+
+
+def test_version_folder_has_the_modes_of_a_normal_folder(exported):
+    # mkdtemp's 0700 would keep a TF Serving process of another user out.
+    umask = os.umask(0)
+    os.umask(umask)
+    path = exported[3]
+    for root, dirs, files in os.walk(path):
+        assert stat.S_IMODE(os.stat(root).st_mode) == 0o777 & ~umask, root
+        for name in files:
+            assert stat.S_IMODE(os.stat(os.path.join(root, name)).st_mode) == 0o666 & ~umask
+    if not umask & 0o005:
+        assert os.stat(path).st_mode & 0o005 == 0o005      # others may list and enter it
 
 
 def test_compare_outputs_can_fail():

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
+import sys
 
 import numpy as np
 from absl import app, flags, logging
@@ -244,6 +246,27 @@ def rank(index, paths: list[str], query: np.ndarray, top_k: int,
     return hits
 
 
+def no_hits_warning(index, paths: list[str], min_score: float,
+                    flag: str = '--min_score') -> str | None:
+    """Why nothing was ranked, and what to change, when no detection of the gallery's files
+    scores at least `min_score` (the threshold `flag` set); None when some detection does."""
+    scores = index.detections['det_scores'][index.detections_of(paths)]
+    if not len(scores):
+        return (f'no hits: the detector found no one in the {len(paths)} gallery file(s) (a '
+                f'checkpoint\'s detector threshold is --score_threshold)')
+    best = float(scores.max())
+    if best >= min_score:
+        return None
+    # Scores are float32: 0.9 is stored as 0.89999998, which --min_score=0.9 still ranks.
+    suggested = round(best, 4)
+    if np.float32(suggested) > scores.max():
+        suggested = math.floor(best * 1e4) / 1e4
+    reuse = ' (the index is reused: nothing is detected again)' if flag == '--min_score' else ''
+    return (f'no hits: all {len(scores)} detections in the gallery score below {flag} '
+            f'{min_score:g} (the best scores {best:.4f}); rerun with {flag}={suggested:g} or '
+            f'lower to rank them{reuse}')
+
+
 def contact_sheet(query_image: np.ndarray, query_box: np.ndarray, hits: list[dict], fps: float,
                   columns: int = 6, tile_size: tuple[int, int] = (240, 180)) -> Image.Image:
     """The query (box highlighted), then each hit's image or frame with its box, rank,
@@ -273,11 +296,14 @@ def run(model: str, gallery: str, output_dir: str, query_image: str | None = Non
         max_detections: int | None = None, progress: bool = True,
         searcher: Searcher | None = None, min_score: float = 0.5,
         ann_ef_search: int = 0) -> dict:
-    """The whole command; returns {'hits', 'indexed_files', 'model_calls', paths written}.
+    """The whole command; returns {'hits', 'warning', 'indexed_files', 'model_calls', paths
+    written}.
 
     Only detections scoring at least `min_score` are ranked (0.5, as the evaluation protocols'
     search threshold: below it are mostly partial or background boxes); the index keeps every
     detection of the detector's own threshold, so another `min_score` needs no re-indexing.
+    When nothing is ranked, `warning` (also in hits.json, and on stderr) says why and which flag
+    to change (`no_hits_warning`); otherwise it is None.
     """
     if top_k < 1:
         raise ValueError(f'top_k must be >= 1, got {top_k}')
@@ -288,17 +314,22 @@ def run(model: str, gallery: str, output_dir: str, query_image: str | None = Non
     index_path = index or os.path.join(output_dir, 'index.npz')
     gallery_index, indexed = update_index(searcher, paths, index_path, fps, progress)
     embedding, image, box = query_embedding(searcher, query_image, query_box, query_crop)
-    hits = rank(gallery_index, paths, embedding, top_k, max(min_score, score_threshold or 0.0),
-                ann_ef_search, ann_cache=index_path)
+    threshold, flag = ((score_threshold, '--score_threshold')
+                       if (score_threshold or 0.0) > min_score else (min_score, '--min_score'))
+    hits = rank(gallery_index, paths, embedding, top_k, threshold, ann_ef_search,
+                ann_cache=index_path)
+    warning = None if hits else no_hits_warning(gallery_index, paths, threshold, flag)
+    if warning:
+        print(f'warning: {warning}', file=sys.stderr, flush=True)
     hits_path = os.path.join(output_dir, 'hits.json')
     with open(hits_path + '.tmp', 'w') as f:
         json.dump({'query': os.path.abspath(query_crop or query_image),
-                   'query_box': box.tolist(), 'hits': hits}, f, indent=2)
+                   'query_box': box.tolist(), 'hits': hits, 'warning': warning}, f, indent=2)
     os.replace(hits_path + '.tmp', hits_path)
     sheet_path = os.path.join(output_dir, 'contact_sheet.png')
     contact_sheet(image, box, hits, fps).save(sheet_path)
-    return {'hits': hits, 'indexed_files': indexed, 'index': index_path, 'hits_json': hits_path,
-            'contact_sheet': sheet_path,
+    return {'hits': hits, 'warning': warning, 'indexed_files': indexed, 'index': index_path,
+            'hits_json': hits_path, 'contact_sheet': sheet_path,
             'model_calls': searcher.model_calls - calls_before}
 
 

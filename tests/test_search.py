@@ -160,6 +160,33 @@ def test_finds_the_query_person_at_rank_1(tmp_path):
     assert strict['hits'] == [] and strict['indexed_files'] == 3
 
 
+def test_no_hits_above_min_score_says_so_and_how_to_change_it(tmp_path, capsys):
+    gallery = tmp_path / 'gallery'
+    gallery.mkdir()
+    save_png(gallery / 'a.png', scene([(person(1), (4, 8)), (person(2), (60, 20))])[0])
+    crop = save_png(tmp_path / 'crop.png', person(1))
+    result = search_cli.run('unused', str(gallery), str(tmp_path / 'out'), query_crop=crop,
+                            searcher=content_searcher(), min_score=0.95, progress=False)
+    assert result['hits'] == []    # every detection of the content model scores 0.9
+    for text in (result['warning'], capsys.readouterr().err):
+        assert 'no hits' in text and 'below --min_score 0.95' in text
+        assert 'best scores 0.9000' in text and '--min_score=0.9 ' in text
+    written = json.loads((tmp_path / 'out' / 'hits.json').read_text())
+    assert written['hits'] == [] and written['warning'] == result['warning']
+    # The suggested value ranks them; no warning then.
+    again = search_cli.run('unused', str(gallery), str(tmp_path / 'out'), query_crop=crop,
+                           searcher=content_searcher(), min_score=0.9, progress=False)
+    assert len(again['hits']) == 2 and again['warning'] is None and again['indexed_files'] == 0
+    assert 'warning' not in capsys.readouterr().err
+    # A gallery without anyone in it: the detector found no one.
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    save_png(empty / 'black.png', np.zeros((32, 32, 3), np.uint8))
+    nobody = search_cli.run('unused', str(empty), str(tmp_path / 'out2'), query_crop=crop,
+                            searcher=content_searcher(), progress=False)
+    assert nobody['hits'] == [] and 'found no one' in nobody['warning']
+
+
 # --------------------------------------------------------------------- the joint model
 
 @pytest.fixture(scope='module')

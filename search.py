@@ -17,6 +17,7 @@ similarity) and `contact_sheet.png` (the query, then the top-k hits with their b
 from __future__ import annotations
 
 import glob
+import io
 import json
 import math
 import os
@@ -76,9 +77,26 @@ def video_frames(path: str, fps: float):
 
 
 def read_image(path: str) -> np.ndarray:
-    """(H, W, 3) uint8 RGB."""
+    """(H, W, 3) uint8 RGB, decoded by PIL: search.py's one image decoder.
+
+    Gallery images, the query and the contact sheet's tiles all come from here, so that a file
+    gives the same pixels as a query and in the gallery: TensorFlow's JPEG decoder (which the
+    `embed_boxes` signature would apply to the file's own bytes) differs from PIL's by up to 8
+    levels, and with it the detections and embeddings. PIL, because the gallery path needs it:
+    it hands pixels, not files, to the model (`detect_images` takes uint8 arrays, batched like
+    the video frames PyAV decodes), and the indexes earlier runs wrote hold the detections of
+    PIL's pixels. The query reaches `embed_boxes` as a lossless PNG of these pixels
+    (`encode_lossless`), which TensorFlow decodes bit-exactly.
+    """
     with Image.open(path) as image:
         return np.asarray(image.convert('RGB'))
+
+
+def encode_lossless(image: np.ndarray) -> bytes:
+    """(H, W, 3) uint8 -> PNG bytes that every decoder turns back into exactly these pixels."""
+    stream = io.BytesIO()
+    Image.fromarray(np.asarray(image, np.uint8)).save(stream, format='PNG', compress_level=1)
+    return stream.getvalue()
 
 
 class Searcher:
@@ -211,8 +229,8 @@ def query_embedding(searcher: Searcher, query_image: str | None = None,
         if box.shape != (4,) or box[2] <= box[0] or box[3] <= box[1]:
             raise ValueError(f'--query_box must be x1,y1,x2,y2 pixels with x2 > x1 and y2 > y1, '
                              f'got {query_box!r}')
-    with open(path, 'rb') as f:
-        embedding = searcher.embed(f.read(), box[None])[0]
+    # The pixels read_image decoded, not the file's bytes: see read_image.
+    embedding = searcher.embed(encode_lossless(image), box[None])[0]
     return embedding, image, box
 
 

@@ -187,6 +187,55 @@ def test_no_hits_above_min_score_says_so_and_how_to_change_it(tmp_path, capsys):
     assert nobody['hits'] == [] and 'found no one' in nobody['warning']
 
 
+def test_a_jpeg_gives_the_same_pixels_and_detections_as_query_and_in_the_gallery(tmp_path):
+    from ps_tf import serving
+
+    # People on a noisy background: TensorFlow's and PIL's JPEG decoders differ on it.
+    image, boxes = scene([(person(0), (10, 20)), (person(1), (60, 12))])
+    noise = np.random.default_rng(0).integers(0, 25, image.shape)
+    image = np.where(image.max(axis=-1, keepdims=True) > 0, image, noise).astype(np.uint8)
+    gallery = tmp_path / 'gallery'
+    gallery.mkdir()
+    path = str(gallery / 'scene.jpg')
+    Image.fromarray(image).save(path, quality=85)
+    content = content_searcher()
+    seen = {}
+
+    def detect_images(images):
+        seen['gallery'] = np.asarray(images)[0]
+        outputs = content._detect(images=images)
+        seen['gallery_embeddings'] = outputs['detection_embeddings'][0]
+        return outputs
+
+    def embed_boxes(image_bytes, boxes):
+        # What the SavedModel's embed_boxes does with the bytes it is given.
+        seen['query'] = serving.decode_image(image_bytes).numpy()
+        found = content._detect(images=seen['query'][None])
+        seen['query_detections'] = found['detection_boxes'][0, :found['num_detections'][0]]
+        encoded = io.BytesIO()
+        Image.fromarray(seen['query']).save(encoded, format='PNG')
+        seen['query_embedding'] = content._embed(image_bytes=encoded.getvalue(), boxes=boxes)
+        return seen['query_embedding']
+
+    searcher = search_cli.Searcher(detect_images, embed_boxes, 24, 'recording')
+
+    def search(box):
+        return search_cli.run('unused', str(gallery), str(tmp_path / 'out'), query_image=path,
+                              query_box=','.join(str(v) for v in box), top_k=1,
+                              searcher=searcher, progress=False)
+
+    result = search(boxes[0])
+    np.testing.assert_array_equal(seen['query'], seen['gallery'])     # bit-identical pixels
+    index = GalleryIndex.load(result['index'])
+    np.testing.assert_array_equal(seen['query_detections'], index.detections['det_boxes'])
+    # A gallery detection's box as the query box finds itself, with the same embedding.
+    detected = index.detections['det_boxes'][0]
+    again = search(detected)['hits'][0]
+    assert again['box'] == detected.tolist() and again['similarity'] > 0.999   # float16 index
+    np.testing.assert_array_equal(seen['query_embedding']['embeddings'][0],
+                                  seen['gallery_embeddings'][0])
+
+
 # --------------------------------------------------------------------- the joint model
 
 @pytest.fixture(scope='module')

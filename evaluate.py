@@ -21,7 +21,8 @@ the detections (the paper's Table 1d, right: re-ID quality without detection err
 
 The protocol follows from the dataset (queries with gallery lists: CUHK-SYSU style, otherwise
 PRW style) unless --protocol says otherwise. Prints a table and writes JSON with one entry per
-gallery: mAP, top1, top5, top10, det_ap, det_recall (fractions in 0-1) plus the settings.
+gallery: mAP, top1, top5, top10, det_ap, det_recall (fractions in 0-1 in both, as train.py prints
+them) plus the settings.
 """
 
 from __future__ import annotations

@@ -116,7 +116,8 @@ def evaluate_predictions(protocol: protocol_lib.Protocol,
 
 
 def format_table(rows: list[dict]) -> str:
-    """A plain-text table of `evaluate_predictions` rows, metrics in percent."""
+    """A plain-text table of `evaluate_predictions` rows, metrics as fractions in 0-1 (4
+    decimals), as in the rows themselves, the JSON evaluate.py writes and train.py's last line."""
     header = ['gallery', 'mAP', 'top-1', 'top-5', 'top-10', 'det AP', 'det recall']
     lines = []
     for row in rows:
@@ -124,13 +125,13 @@ def format_table(rows: list[dict]) -> str:
         if gallery is None:
             size = row['gallery_size']
             gallery = 'full set' if size == cuhk_sysu.FULL_SET else str(size)
-        lines.append([gallery] + [f'{100 * row[k]:.2f}' for k in METRIC_KEYS])
+        lines.append([gallery] + [f'{row[k]:.4f}' for k in METRIC_KEYS])
     widths = [max(len(header[i]), *(len(line[i]) for line in lines)) if lines else len(header[i])
               for i in range(len(header))]
     first = rows[0] if rows else {}
     title = (f"{first.get('dataset', '')} ({first.get('protocol', '')} protocol, search "
              f"det_thresh {first.get('det_thresh', '')}, detection metrics at score >= "
-             f"{first.get('detection_metric_thresh', '')})")
+             f"{first.get('detection_metric_thresh', '')}; fractions in 0-1)")
     rule = '  '.join('-' * w for w in widths)
     table = [title, '  '.join(h.rjust(w) for h, w in zip(header, widths)), rule]
     table += ['  '.join(v.rjust(w) for v, w in zip(line, widths)) for line in lines]

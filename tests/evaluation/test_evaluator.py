@@ -34,7 +34,12 @@ def test_cuhk_rows_cover_every_size_and_the_full_set():
         assert [row['top1'], row['top5'], row['top10']] == pytest.approx(accs.mean(0).tolist())
         assert row['protocol'] == 'cuhk_sysu' and row['dedupe_gallery'] is True
     table = evaluator.format_table(rows)
-    assert 'full set' in table and f'{100 * rows[0]["mAP"]:.2f}' in table
+    assert 'full set' in table and 'fractions in 0-1' in table.splitlines()[0]
+    # The printed numbers are the rows' (and the JSON's) fractions, not percentages.
+    printed = table.splitlines()[3].split()
+    assert printed[0] == '6'
+    assert [float(v) for v in printed[1:]] == pytest.approx(
+        [rows[0][k] for k in evaluator.METRIC_KEYS], abs=5e-5)
 
 
 def test_prw_rows_and_settings():

@@ -3,11 +3,11 @@
 Splits written by the builder:
 - `train` / `gallery`: one example per image of train.json / test.json, in JSON order
   (`protocol_index` = position in the file's `images` list).
-- `query`: one example per query, PRW-style (evaluation.md §5.3): the query is scored against
-  every *other* gallery image, so `query/gallery_sizes` is empty. Queries are the annotation ids
-  listed in test.json's `queries` (in that order) or, when none are listed, derived: every
-  labelled, non-ignore person of a test image whose `person_id` also appears in at least one
-  other test image, in image order, then annotation order.
+- `query`: one example per query, PRW-style (docs/evaluation.md#prw-search): the query is scored
+  against every *other* gallery image, so `query/gallery_sizes` is empty. Queries are the
+  annotation ids listed in test.json's `queries` (in that order) or, when none are listed,
+  derived: every labelled, non-ignore person of a test image whose `person_id` also appears in
+  at least one other test image, in image order, then annotation order.
 """
 
 from __future__ import annotations

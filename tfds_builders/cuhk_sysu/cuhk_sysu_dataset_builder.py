@@ -31,7 +31,7 @@ _NAME = 'cuhk_sysu'
 _ROOT_NAMES = ('cuhk_sysu', 'CUHK-SYSU', 'dataset')
 _REQUIRED = (release.IMAGE_DIR, release.IMAGES_MAT, release.POOL_MAT, release.TRAIN_MAT,
              f'{release.PROTOCOL_DIR}/TestG{release.LABEL_GALLERY_SIZE}.mat')
-#: Published counts (datasets.md §1.4), checked after each split is written.
+#: Published counts (docs/datasets.md#cuhk-sysu-counts), checked after each split is written.
 _EXPECTED = {
     'train': {'images': 11206, 'boxes': 55272, 'identities': 5532,
               'images_without_people': 0},

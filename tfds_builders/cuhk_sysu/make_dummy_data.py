@@ -4,10 +4,11 @@
 
 The scenario below is the single source of truth: `write_release()` turns it into files in the
 release nesting (tiny random JPEGs; `.mat` files via `scipy.io.savemat` with the struct/cell
-nesting of datasets.md §1.2), and `expected()` derives the values the builder must produce by
-index (not by box matching), so tests compare the builder with the intent, not with a re-parse.
+nesting of docs/datasets.md#cuhk-sysu-mat-files), and `expected()` derives the values the builder
+must produce by index (not by box matching), so tests compare the builder with the intent, not
+with a re-parse.
 
-Tricky cases it holds (datasets.md §1, §6):
+Tricky cases it holds (docs/datasets.md#cuhk-sysu, docs/datasets.md#pitfalls):
 - uint8 and uint16 boxes, including uint8 boxes with x + w > 255 (s1, s7) that wrap around
   without widening, a box stored as uint16 in Images.mat and uint8 in TestG (s7), and a double
   box with negative w (s7);
@@ -184,8 +185,8 @@ def _jpeg(path: pathlib.Path, size: tuple[int, int], seed: int) -> None:
 
 
 def write_release(root: str | pathlib.Path, train_column: bool = True) -> None:
-    """Writes the release tree of datasets.md §1.1 (Images.mat, pool.mat, Train.mat,
-    TestG50.mat, TestG100.mat and the JPEGs) under `root`.
+    """Writes the release tree of docs/datasets.md#cuhk-sysu-layout (Images.mat, pool.mat,
+    Train.mat, TestG50.mat, TestG100.mat and the JPEGs) under `root`.
 
     Args:
         root: output folder (the `manual_dir`).
@@ -232,7 +233,7 @@ def write_release(root: str | pathlib.Path, train_column: bool = True) -> None:
 
 
 def check_nesting(root: str | pathlib.Path) -> None:
-    """Loads the written files back and checks the nesting of datasets.md §1.2.
+    """Loads the written files back and checks the nesting of docs/datasets.md#cuhk-sysu-mat-files.
 
     Raises:
         ValueError: a file does not have the documented nesting.

@@ -1,8 +1,8 @@
 """Reads the `.mat` files of the original CUHK-SYSU release, without TFDS.
 
 The nesting is the one `scipy.io.loadmat` (default arguments) returns for the release files
-(docs datasets.md §1.2). Every reader validates what it reads and fails with a `ValueError` that
-names the file, the field and what was expected.
+(docs/datasets.md#cuhk-sysu-mat-files). Every reader validates what it reads and fails with a
+`ValueError` that names the file, the field and what was expected.
 
 Box format: every box returned here is (x, y, w, h) in integer pixels, as the release stores it,
 widened to int64. The release stores each box as uint8 or uint16, chosen per entry (MATLAB picks

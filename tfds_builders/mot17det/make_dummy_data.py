@@ -1,4 +1,5 @@
-"""Writes `dummy_data/`: a miniature MOT17Det release with every tricky case of datasets.md §3.
+"""Writes `dummy_data/`: a miniature MOT17Det release with every tricky case of
+docs/datasets.md#mot17det.
 
 Run from the repository root:  python -m tfds_builders.mot17det.make_dummy_data
 

@@ -1,4 +1,4 @@
-"""MOT17Det as person-detection data in the shared ps_tf schema (datasets.md §3).
+"""MOT17Det as person-detection data in the shared ps_tf schema (docs/datasets.md#mot17det).
 
 Splits:
 - `train`: every frame of the 7 labelled sequences (5,316 frames). Positives are
@@ -26,7 +26,8 @@ from tfds_builders import build_checks, schema
 from tfds_builders.mot17det import release
 
 _DATASET = 'mot17det'
-# datasets.md §3.1: train is [C, several sources]; test is [U] (approximate), so only warns.
+# docs/datasets.md#mot17det-counts: train is [C, several sources]; test is [U] (approximate), so
+# only warns.
 EXPECTED_COUNTS = {'train': {'images': 5316}, 'test': {'images': 5919}}
 
 

@@ -1,4 +1,5 @@
-"""Reads the MOT17Det release (datasets.md §3): `seqinfo.ini`, `gt/gt.txt` and the frame folders.
+"""Reads the MOT17Det release (docs/datasets.md#mot17det): `seqinfo.ini`, `gt/gt.txt` and the
+frame folders.
 
 Kept apart from the TFDS builder so that it can be tested without building a dataset.
 

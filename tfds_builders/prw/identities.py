@@ -3,7 +3,8 @@
 The builder keeps raw PRW ids in `objects/person_id`. Training ids are {1..478, 480..483, 932}
 (483 ids; 932 is a real training id, 479 and 933 are test ids), so a classifier or lookup table over
 them needs a contiguous remap. SeqNet feeds raw ids to a table of 482 rows, which puts 483 and 932
-in its circular queue and never uses row 478 (datasets.md §6); use this remap instead.
+in its circular queue and never uses row 478 (docs/datasets.md#prw-boxes-and-identities); use this
+remap instead.
 
     id_map = training_id_map(release.read_ids(root / 'ID_train.mat', ['ID_train']))
     labels = remap_ids(example_person_ids, id_map)

@@ -4,10 +4,11 @@
 
 The scenario below is the single source of truth: `write_release()` turns it into the release
 files (tiny random JPEGs at 1/10 of the real frame sizes; `.mat` files via `scipy.io.savemat` in
-the nesting of datasets.md §2.2; a CRLF `query_info.txt`), and `expected()` derives the values the
-builder must produce, so tests compare against the intent rather than against a re-parse.
+the nesting of docs/datasets.md#prw-files; a CRLF `query_info.txt`), and `expected()` derives the
+values the builder must produce, so tests compare against the intent rather than against a
+re-parse.
 
-Tricky cases it holds (datasets.md §2, §6):
+Tricky cases it holds (docs/datasets.md#prw, docs/datasets.md#pitfalls):
 - all three annotation variable names ('box_new', 'anno_file', 'anno_previous');
 - negative x (c6s1_000026, c1s3_000200) and negative y (c4s1_000400), a box leaving the image
   (c2s2_000020), a box with w = 0 (c3s2_000100, dropped);
@@ -102,7 +103,7 @@ def _cell(names: list[str]) -> np.ndarray:
 
 
 def write_release(root: str | pathlib.Path) -> None:
-    """Writes the release tree of datasets.md §2.1 (without query_box/) under `root`."""
+    """Writes the release tree of docs/datasets.md#prw-layout (without query_box/) under `root`."""
     root = pathlib.Path(root)
     (root / 'frames').mkdir(parents=True, exist_ok=True)
     (root / 'annotations').mkdir(parents=True, exist_ok=True)
@@ -121,7 +122,7 @@ def write_release(root: str | pathlib.Path) -> None:
 
 
 def check_nesting(root: str | pathlib.Path) -> None:
-    """Loads the written files back and checks the nesting of datasets.md §2.2.
+    """Loads the written files back and checks the nesting of docs/datasets.md#prw-files.
 
     Raises:
         ValueError: a file does not have the documented nesting.

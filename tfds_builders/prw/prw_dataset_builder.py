@@ -6,7 +6,7 @@ Splits, in the shared schema (`tfds_builders/schema.py`):
   and 94 training ids).
 - `query`: the 2,057 `query_info.txt` queries in file order (example key = query index), each with
   its frame and all its objects, `query/box` and `query/person_id`. No gallery lists: the protocol
-  runs over the whole gallery split minus the query's frame (evaluation.md §5.3).
+  runs over the whole gallery split minus the query's frame (docs/evaluation.md#prw-search).
 
 Boxes: `objects/box` = x1, y1, x2, y2 = x, y, x + w, y + h from the release's float (x, y, w, h),
 unclipped (coordinates may be negative; the evaluation applies SeqNet's clip/int32 convention);
@@ -33,7 +33,7 @@ _NAME = 'prw'
 _ROOT_NAMES = ('PRW-v16.04.20', 'PRW', 'prw')
 _REQUIRED = (release.FRAMES_DIR, release.ANNOTATIONS_DIR, release.FRAME_TRAIN, release.FRAME_TEST,
              release.ID_TRAIN, release.ID_TEST, release.QUERY_INFO)
-#: Published counts (datasets.md §2.4), checked after each split is written.
+#: Published counts (docs/datasets.md#prw-counts), checked after each split is written.
 _EXPECTED = {
     'train': {'images': 5704, 'boxes': 18048, 'labelled_boxes': 14907, 'identities': 483,
               'images_without_people': 0},

@@ -1,8 +1,8 @@
 """Reads the files of the original PRW release (`PRW-v16.04.20`), without TFDS.
 
-Formats as datasets.md §2.2 describes them (`scipy.io.loadmat` with default arguments). Every reader
-validates what it reads and fails with a `ValueError` naming the file, the field and what was
-expected.
+Formats as docs/datasets.md#prw-files describes them (`scipy.io.loadmat` with default arguments).
+Every reader validates what it reads and fails with a `ValueError` naming the file, the field and
+what was expected.
 
 Box format: the release stores (x, y, w, h) in float pixels, which may be negative; readers return
 them unchanged. `boxes_xyxy()` converts to x1, y1, x2, y2 = x, y, x + w, y + h without clipping

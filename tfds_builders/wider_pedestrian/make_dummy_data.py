@@ -1,4 +1,5 @@
-"""Writes `dummy_data/`: a miniature WIDER Pedestrian 2019 release (datasets.md §4).
+"""Writes `dummy_data/`: a miniature WIDER Pedestrian 2019 release
+(docs/datasets.md#wider-pedestrian-2019).
 
 Run from the repository root:  python -m tfds_builders.wider_pedestrian.make_dummy_data
 

@@ -1,4 +1,5 @@
-"""Reads the WIDER Pedestrian 2019 release (datasets.md §4), apart from TFDS so it can be tested.
+"""Reads the WIDER Pedestrian 2019 release (docs/datasets.md#wider-pedestrian-2019), apart from
+TFDS so it can be tested.
 
 Files, below the release root:
 - `Annotations/<split>_list.txt`: image names, one per line (first token). Every listed image is

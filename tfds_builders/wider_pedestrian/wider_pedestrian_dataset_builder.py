@@ -1,7 +1,8 @@
 """WIDER Pedestrian 2019 (WIDER Face & Person Challenge 2019, track 2) in the shared ps_tf schema.
 
-Detection-only data (datasets.md §4): surveillance (`sur*`) and driving (`ad*`) images with
-pedestrian boxes (riders included, single class) and ignore regions, no identities, no cameras.
+Detection-only data (docs/datasets.md#wider-pedestrian-2019): surveillance (`sur*`) and driving
+(`ad*`) images with pedestrian boxes (riders included, single class) and ignore regions, no
+identities, no cameras.
 
 Splits: `train`, `val` (5,000 images, 20,052 boxes) and, only when `Annotations/test_list.txt`
 exists, `test` (unlabelled). Every image of `<split>_list.txt` is an example, in list order;
@@ -19,7 +20,8 @@ from tfds_builders import build_checks, schema
 from tfds_builders.wider_pedestrian import release
 
 _DATASET = 'wider_pedestrian'
-# datasets.md §4 [V, Pedestron val.json]; train counts are unknown, so nothing to compare.
+# docs/datasets.md#wider-pedestrian-2019 [V, Pedestron val.json]; train counts are unknown, so
+# nothing to compare.
 EXPECTED_COUNTS = {'val': {'images': 5000, 'boxes': 20052}}
 
 

@@ -1,7 +1,7 @@
 """Evaluates person search: detection AP/recall and the CUHK-SYSU or PRW search protocol.
 
-Scores a predictions file (`ps_tf/evaluation/predictions.py`; design.md §5) against the protocol
-data of a prepared TFDS dataset of the shared schema:
+Scores a predictions file (`ps_tf/evaluation/predictions.py`; docs/formats.md#predictions-file)
+against the protocol data of a prepared TFDS dataset of the shared schema:
 
     python evaluate.py --dataset=synthetic_person_search/default --data_dir=~/tensorflow_datasets \
         --predictions=preds.npz --output_json=metrics.json

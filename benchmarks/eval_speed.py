@@ -3,9 +3,9 @@
 A random problem the size of CUHK-SYSU's test set (2,900 queries, 6,978 gallery images, ~6 people
 and ~20 detections per image, 256-d embeddings; 1-13 occurrences per query identity) is scored at
 gallery sizes 100 and 4000 by ps_tf and by a per-query, per-image loop written here straight from
-evaluation.md §5.2 (SeqNet semantics, scikit-learn AP). The benchmark checks that both agree
-(per-query AP to 1e-6, identical top-k) and prints both times and their ratio. The detection
-metric, the other part of a full evaluation, is timed once.
+docs/evaluation.md#cuhk-sysu-search (SeqNet semantics, scikit-learn AP). The benchmark checks
+that both agree (per-query AP to 1e-6, identical top-k) and prints both times and their ratio.
+The detection metric, the other part of a full evaluation, is timed once.
 
     python benchmarks/eval_speed.py                     # full comparison (the loop takes minutes)
     python benchmarks/eval_speed.py --loop_queries=300  # loop on the first 300 queries only
@@ -129,7 +129,8 @@ def per_image_detections(det_image, det_boxes, det_scores, det_embeddings, num_i
 
 def loop_search(protocol, gallery_dets, gallery_feats, query_embeddings, gallery_size,
                 num_queries, det_thresh=0.5):
-    """evaluation.md §5.2 as written: per query, per gallery entry, SeqNet semantics."""
+    """docs/evaluation.md#cuhk-sysu-search as written: per query, per gallery entry, SeqNet
+    semantics."""
     names = protocol.gallery.names.tolist()
     kept = {}
     for name, det, feat in zip(names, gallery_dets, gallery_feats):

@@ -1,4 +1,5 @@
-"""Average precision as every person-search table computes it (evaluation.md §5.0).
+"""Average precision as every person-search table computes it
+(docs/evaluation.md#average-precision).
 
 `average_precision` is scikit-learn's `average_precision_score` (>= 0.19): the step-wise,
 non-interpolated area under the precision-recall curve, with tied scores grouped into one

@@ -1,4 +1,4 @@
-"""Box overlap as the person-search protocols compute it (evaluation.md §5.0).
+"""Box overlap as the person-search protocols compute it (docs/evaluation.md#box-overlap-iou).
 
 All boxes here are pixel x1, y1, x2, y2 in continuous coordinates: area = (x2 - x1) * (y2 - y1),
 no +1. Arithmetic is float64; ground-truth boxes arrive as int32 (the protocols' convention, see

@@ -1,4 +1,5 @@
-"""CUHK-SYSU-style search: each query ranks the gallery list of its protocol (evaluation.md §5.2).
+"""CUHK-SYSU-style search: each query ranks the gallery list of its protocol
+(docs/evaluation.md#cuhk-sysu-search).
 
 For gallery size N (CUHK-SYSU: 50, 100, 500, 1000, 2000, 4000; `TestG{N}.mat`), query q ranks
 the detections of the images its list names, in list order:

@@ -1,4 +1,5 @@
-"""Detection recall and AP over the gallery, as SeqNet's `eval_detection` (evaluation.md §5.1).
+"""Detection recall and AP over the gallery, as SeqNet's `eval_detection`
+(docs/evaluation.md#detection-ap-and-recall).
 
 Matching is mutual-best-IoU, not score-ordered greedy matching: a (ground truth, detection) pair is
 a true positive when IoU >= `iou_thresh`, the ground truth is the detection's best-IoU box and the

@@ -1,6 +1,6 @@
 """Predictions files: a model's gallery detections and query embeddings, scored without the model.
 
-One `.npz` archive (design.md §5):
+One `.npz` archive (docs/formats.md#predictions-file):
 
 | key                   | shape, dtype   | meaning                                         |
 |-----------------------|----------------|-------------------------------------------------|

@@ -5,7 +5,7 @@ splits of the shared TFDS schema (`tfds_builders/schema.py`) and never from the 
 `load_protocol()` reads them without decoding any image; the search and detection functions take
 the plain numpy structures below, which tests can also build by hand.
 
-Two protocol styles (evaluation.md §5.2, §5.3):
+Two protocol styles (docs/evaluation.md#cuhk-sysu-search, docs/evaluation.md#prw-search):
 - `cuhk_sysu`: every query carries its own gallery lists (one per gallery size, CUHK-SYSU's
   `TestG{N}.mat`); `synthetic_person_search` uses it too.
 - `prw`: the queries carry no lists; each query's gallery is the whole gallery split except its

@@ -1,4 +1,5 @@
-"""PRW-style search: a query ranks the whole gallery split but its own frame (evaluation.md §5.3).
+"""PRW-style search: a query ranks the whole gallery split but its own frame
+(docs/evaluation.md#prw-search).
 
 For a query (frame Q, identity p, camera c):
 - ground truth: every gallery frame X != Q in which p appears, with the *first* box of p in X

@@ -1,4 +1,5 @@
-"""The ranking engine shared by the CUHK-SYSU and PRW search protocols (evaluation.md §5.2-5.3).
+"""The ranking engine shared by the CUHK-SYSU and PRW search protocols
+(docs/evaluation.md#search-protocols).
 
 A protocol (`cuhk_sysu.py`, `prw.py`) turns its rules into a `SearchProblem`: for every query, how
 many times each gallery image's detections are ranked (0, 1, or 2+ for duplicate entries processed

@@ -1,7 +1,8 @@
 """Random person-search problems for the evaluation tests, built straight into ps_tf's protocol
-structures (no TFDS), with every quirk of evaluation.md: duplicate gallery entries (same and
-different boxes), the query's own image in its list, small boxes, several detections on one person,
-images without kept detections, and (optionally) quantised embeddings that tie exactly."""
+structures (no TFDS), with every quirk of docs/evaluation.md#search-protocols: duplicate gallery
+entries (same and different boxes), the query's own image in its list, small boxes, several
+detections on one person, images without kept detections, and (optionally) quantised embeddings
+that tie exactly."""
 
 import numpy as np
 

@@ -1,11 +1,13 @@
 """Test oracle: SeqNet's `eval_func.py` transcribed loop for loop (serend1p1ty/SeqNet), plus the
-OIM/NAE variants evaluation.md names (every duplicate entry ranked; the working full-set mode).
+OIM/NAE variants docs/evaluation.md#differences-from-other-implementations names (every duplicate
+entry ranked; the working full-set mode).
 
 Deliberately slow and literal: per-image Python loops, scalar `_compute_iou`, float32
 `feat_g.dot(feat_q)` similarities and scikit-learn's `average_precision_score`. The only edits to
 the original: inputs come from ps_tf's protocol structures, `det != []` became `len(det) != 0`
-(NumPy >= 2 note in evaluation.md §5.6), `dedupe_gallery` switches the duplicate check, the full set
-follows OIM/NAE (rest of the gallery after the list, query image excluded), and nothing is printed.
+(NumPy >= 2 note in docs/evaluation.md#the-reference-in-the-tests), `dedupe_gallery` switches the
+duplicate check, the full set follows OIM/NAE (rest of the gallery after the list, query image
+excluded), and nothing is printed.
 """
 
 import numpy as np

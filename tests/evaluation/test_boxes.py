@@ -16,7 +16,7 @@ def test_search_iou_threshold():
     thresholds = boxes.search_iou_threshold(np.asarray([[0, 0, 10, 20], [5, 5, 105, 205],
                                                         [0, 0, 12, 34]]))
     # 10x20: 200 / (20*30) = 1/3; a big box is capped at 0.5; CUHK-SYSU's smallest positive
-    # (12x34) gets 408 / 968 = 0.421 (datasets.md §1.4).
+    # (12x34) gets 408 / 968 = 0.421 (docs/datasets.md#cuhk-sysu-counts).
     np.testing.assert_allclose(thresholds, [1 / 3, 0.5, 408 / 968])
 
 

@@ -1,5 +1,6 @@
-"""CUHK-SYSU search: hand-computed AP / top-k for every quirk of evaluation.md §5.2, and
-agreement with the SeqNet transcription on random problems (both engine paths, ties included)."""
+"""CUHK-SYSU search: hand-computed AP / top-k for every quirk of
+docs/evaluation.md#cuhk-sysu-search, and agreement with the SeqNet transcription on random
+problems (both engine paths, ties included)."""
 
 import numpy as np
 import pytest

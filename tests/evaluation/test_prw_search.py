@@ -81,7 +81,7 @@ def test_query_frame_is_excluded_and_first_box_is_the_ground_truth():
 def test_seqnet_prw_box_convention():
     # Raw (x, y, w, h) -> stored x1 = x, x2 = x + w. SeqNet clips x, y, w, h at 0, then
     # x2 = x + w, then truncates: for x < 0 the right edge is w, not x + w.
-    raw = np.asarray([[-1.703, 295.5756, 74.6436, 338.2289],   # datasets.md's query example
+    raw = np.asarray([[-1.703, 295.5756, 74.6436, 338.2289],   # docs/datasets.md#prw-files
                       [-2.5, -3.25, 75.0, 80.0],               # integral w, h: no off-by-one
                       [10.9, 20.1, 30.5, 40.6]])
     stored = np.concatenate([raw[:, :2], raw[:, :2] + raw[:, 2:]], axis=1)

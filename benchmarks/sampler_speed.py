@@ -55,7 +55,8 @@ flags.DEFINE_string('memory_child', None, 'Internal: sample from this directory 
                     'peak RSS growth.')
 FLAGS = flags.FLAGS
 
-POOLED_SHAPES = {'J2': (64, 32, 256), 'J3': (32, 16, 512), 'J4': (16, 8, 1024)}   # design.md §2
+# Pooled box shapes per variant (docs/architecture.md#re-id-branch).
+POOLED_SHAPES = {'J2': (64, 32, 256), 'J3': (32, 16, 512), 'J4': (16, 8, 1024)}
 
 
 def write_random(directory: str, variant: str, num_identities: int, records_per_identity: int,

@@ -1,4 +1,4 @@
-"""Exports a trained joint model as a SavedModel that TF Serving loads (design.md §6).
+"""Exports a trained joint model as a SavedModel that TF Serving loads (docs/formats.md#savedmodel).
 
     python export/export_saved_model.py --checkpoint=runs/main --export_dir=exported
 

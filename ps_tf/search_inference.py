@@ -1,5 +1,5 @@
 """Runs the joint model over a dataset's gallery and query splits: the arrays of a predictions
-file (design.md §5, `ps_tf.evaluation.predictions`).
+file (docs/formats.md#predictions-file, `ps_tf.evaluation.predictions`).
 
 - Gallery: every image of the `gallery` split, in protocol order (`protocol_index`), through
   `JointModel.detect_and_embed`; detections mapped back to original pixels x1, y1, x2, y2

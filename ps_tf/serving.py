@@ -1,5 +1,5 @@
 """The exportable person-search module: the joint model behind TF Serving signatures
-(design.md §6).
+(docs/formats.md#savedmodel).
 
 `ServingModule` wraps a `JointModel` in a `tf.Module` whose `tf.function` entry points all take
 original images and return original-pixel boxes; decoding, resizing and padding

@@ -1,4 +1,5 @@
-"""Identity-balanced P x K batches of pooled features for stage 2 (design.md §3).
+"""Identity-balanced P x K batches of pooled features for stage 2
+(docs/architecture.md#stage-2-re-id).
 
 Two layers, as torchreid's `RandomIdentitySampler`:
 

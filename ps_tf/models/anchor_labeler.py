@@ -1,7 +1,7 @@
 """RetinaNet anchor targets for one image: which anchors are people, background or ignored, and
 the box regression targets of the people.
 
-Rules (Lin et al., "Focal Loss for Dense Object Detection"; design.md §2):
+Rules (Lin et al., "Focal Loss for Dense Object Detection"; docs/architecture.md#detection-branch):
 - an anchor whose best IoU with a person is >= `positive_iou` (0.5) is positive for that person;
 - below `negative_iou` (0.4) it is background; in between it is ignored (no classification loss);
 - every person keeps its best anchor (even below 0.5), so that small or oddly shaped people still

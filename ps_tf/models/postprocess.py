@@ -25,7 +25,8 @@ def _area(boxes: tf.Tensor) -> tf.Tensor:
 
 @dataclasses.dataclass(frozen=True)
 class DetectionGenerator:
-    """Decodes and filters detections. Defaults are RetinaNet's (design.md §2)."""
+    """Decodes and filters detections. Defaults are RetinaNet's
+    (docs/architecture.md#detection-branch)."""
     anchor_config: AnchorConfig = AnchorConfig()
     box_coder: BoxCoder = BoxCoder()
     pre_nms_top_k: int = 1000

@@ -1,12 +1,12 @@
 """The re-ID branch: ROI align on the shared feature map, then replicated ResNet stages.
 
-design.md §2. Each person box is ROI-aligned (`tf.image.crop_and_resize`, bilinear) on the shared
-trunk's last map to the size a 256 x 128 snippet has at that map's stride: J2 (C2, stride 4)
-64 x 32, J3 (C3, stride 8) 32 x 16, J4 (C4, stride 16) 16 x 8. The pooled features go through
-copies of the ResNet stages the trunk does not share (J2: C3*-C5*, J3: C4*-C5*, J4: C5*), global
-average pooling and a linear embedding layer (128-d by default). `ReidBranch.call` returns the raw
-embeddings (stage 2 decides whether its losses normalise them); `ReidBranch.embed`, the inference
-path, L2-normalises them.
+docs/architecture.md#re-id-branch. Each person box is ROI-aligned (`tf.image.crop_and_resize`,
+bilinear) on the shared trunk's last map to the size a 256 x 128 snippet has at that map's stride:
+J2 (C2, stride 4) 64 x 32, J3 (C3, stride 8) 32 x 16, J4 (C4, stride 16) 16 x 8. The pooled
+features go through copies of the ResNet stages the trunk does not share (J2: C3*-C5*, J3:
+C4*-C5*, J4: C5*), global average pooling and a linear embedding layer (128-d by default).
+`ReidBranch.call` returns the raw embeddings (stage 2 decides whether its losses normalise them);
+`ReidBranch.embed`, the inference path, L2-normalises them.
 
 The replicated stages are a fresh `split_resnet50(variant)`'s `rest`, i.e. exactly the layer
 structure of the detector's own `rest`, so their weights are copied one to one from the trained
@@ -14,7 +14,7 @@ detector (`copy_detector_stages`).
 
 ROI coordinates. Boxes are pixel ymin, xmin, ymax, xmax in the padded square model input of side
 `image_size`; `crop_and_resize` receives them normalised by `image_size` (the shared map covers the
-whole padded square), as design.md §2 specifies.
+whole padded square), as docs/architecture.md#re-id-branch describes.
 """
 
 from __future__ import annotations

@@ -73,7 +73,8 @@ def build_detector(variant: str = 'J3', weights: str = 'none', freeze_batch_norm
         freeze_batch_norm: fixed ResNet batch norm (for fine-tuning pretrained weights).
         head_batch_norm: batch norm in the class and box subnets (for training from scratch).
         anchor_config: the anchors the head predicts for.
-        detection_generator: post-processing settings (defaults: design.md §2).
+        detection_generator: post-processing settings (defaults:
+            docs/architecture.md#detection-branch).
     """
     trunk, rest = split_resnet50(variant, weights, freeze_batch_norm)
     head = RetinaNetHead(anchor_config.anchors_per_location, use_batch_norm=head_batch_norm,

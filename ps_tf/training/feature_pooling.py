@@ -1,5 +1,6 @@
 """Feature pooling: the frozen stage-1 trunk's shared maps, ROI-pooled at every labelled
-ground-truth box of the re-ID dataset(s), written as pooled-feature TFRecords (design.md §3).
+ground-truth box of the re-ID dataset(s), written as pooled-feature TFRecords
+(docs/architecture.md#feature-pooling).
 
 Every image is read as the detector reads it (`resize_and_pad` at the detector's `image_size`); its
 ground-truth boxes (`objects/bbox`, clipped to the image) are scaled to the padded square

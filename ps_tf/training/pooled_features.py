@@ -1,4 +1,5 @@
-"""Pooled-feature TFRecords: the storage between feature pooling and stage 2 (design.md §3).
+"""Pooled-feature TFRecords: the storage between feature pooling and stage 2
+(docs/formats.md#pooled-features).
 
 The feature-pooling stage ROI-pools every labelled ground-truth box of the re-ID dataset(s) on the
 frozen shared maps and hands the results to `ShardedWriter` as `PooledBox`es; stage 2 reads them

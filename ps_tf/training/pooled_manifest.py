@@ -1,4 +1,5 @@
-"""Global identity labels and the JSON manifest of a pooled-feature directory (design.md §3).
+"""Global identity labels and the JSON manifest of a pooled-feature directory
+(docs/formats.md#manifest).
 
 Identities. Person ids are only unique within their dataset (CUHK-SYSU and PRW both have a person
 1), so when several re-ID datasets are aggregated every (dataset, person_id) pair gets a global,

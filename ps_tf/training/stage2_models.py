@@ -1,9 +1,9 @@
 """What stage 2 trains, per variant: the re-ID branch of a joint model (J2/J3/J4) or the separate
 embedding network of the disjoint baseline (Disj).
 
-Stage 2 is the same for both (design.md §3; the paper's Table 1a "Disj." row): P x K batches from
-a pooled-record directory, TFA triplet losses, one schedule, checkpoints. Only the records and
-the network differ:
+Stage 2 is the same for both (docs/architecture.md#stage-2-re-id; the paper's Table 1a "Disj."
+row): P x K batches from a pooled-record directory, TFA triplet losses, one schedule, checkpoints.
+Only the records and the network differ:
 
 - J2/J3/J4: ROI-pooled shared maps (e.g. J3: (32, 16, 512) float16); a `ReidBranch`,
   initialised from the detector's stages after the trunk.

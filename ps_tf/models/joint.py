@@ -1,6 +1,6 @@
 """The joint person-search model: detector + re-ID branch on one shared trunk, one graph.
 
-design.md §2, "Joint inference": image -> shared trunk -> detection -> NMS -> ROI align on the
+docs/architecture.md#joint-inference: image -> shared trunk -> detection -> NMS -> ROI align on the
 shared map -> re-ID branch -> embeddings. Query boxes take the same ROI path (`embed_boxes`). The
 ROI input is wrapped in `tf.stop_gradient`, so no re-ID gradient reaches the shared trunk even if
 the joint model is ever trained end to end.

@@ -1,4 +1,5 @@
-"""Stage 2: trains the re-ID branch on pooled features with triplet losses (design.md §3).
+"""Stage 2: trains the re-ID branch on pooled features with triplet losses
+(docs/architecture.md#stage-2-re-id).
 
 - Input: P x K identity-balanced batches of pooled features (`identity_balanced_dataset`) from a
   complete pooled-feature directory whose manifest matches the branch (variant, pooled shape).

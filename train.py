@@ -48,11 +48,14 @@ from ps_tf import config as config_lib
 from ps_tf.models.disjoint import DISJOINT
 from ps_tf.training import detection
 from ps_tf.training import feature_pooling
+from ps_tf.training import pretraining
 from ps_tf.training import reid
 from ps_tf.training import stage2_models
 
 FLAGS = flags.FLAGS
-STAGES = ('detection', 'features', 'reid')
+STAGES = ('pretrain', 'detection', 'features', 'reid')
+# DetectionConfig.weights value that starts the detector from this run's own pretraining stage.
+PRETRAINED = 'pretrained'
 flags.DEFINE_enum('stage', 'all', ['all', *STAGES],
                   'Training stage to run; all = detection, features, reid, then the search '
                   'metrics.')
@@ -88,6 +91,7 @@ def _define_setting_flags(config_class: type) -> None:
 
 _define_setting_flags(config_lib.DetectionConfig)
 _define_setting_flags(config_lib.ReidConfig)
+_define_setting_flags(config_lib.PretrainConfig)
 
 
 def _manual_dir(value: str | None):
@@ -126,13 +130,33 @@ def _run_reid_stage(stage: str, manual_dir, strategy) -> dict:
                            strategy=strategy)
 
 
+def _detection_config() -> config_lib.DetectionConfig:
+    """The preset's stage-1 settings with this command's flags applied."""
+    overrides = {f.name: FLAGS[f.name].value
+                 for f in dataclasses.fields(config_lib.DetectionConfig)}
+    if overrides['variant'] == DISJOINT:   # its detector: the preset's (any J* is the same)
+        overrides['variant'] = None
+    return config_lib.resolve(FLAGS.preset, overrides)
+
+
+def _pretrain_dir() -> str:
+    return os.path.join(FLAGS.model_dir, 'pretrain')
+
+
 def _run_stage(stage: str, manual_dir, strategy) -> dict:
-    if stage == 'detection':
+    if stage == 'pretrain':
         overrides = {f.name: FLAGS[f.name].value
-                     for f in dataclasses.fields(config_lib.DetectionConfig)}
-        if overrides['variant'] == DISJOINT:   # its detector: the preset's (any J* is the same)
-            overrides['variant'] = None
-        config = config_lib.resolve(FLAGS.preset, overrides)
+                     for f in dataclasses.fields(config_lib.PretrainConfig)}
+        config = config_lib.resolve_pretrain(FLAGS.preset, overrides)
+        return pretraining.pretrain_backbone(config, _pretrain_dir(), data_dir=FLAGS.data_dir)
+    if stage == 'detection':
+        config = _detection_config()
+        if config.weights == PRETRAINED:
+            weights = pretraining.weights_path(_pretrain_dir())
+            if not os.path.exists(weights):
+                raise app.UsageError(f'--weights={PRETRAINED} starts from {weights}, which does '
+                                     'not exist: run --stage=pretrain first (--stage=all does)')
+            config = dataclasses.replace(config, weights=weights)
         return detection.train_detector(config, FLAGS.model_dir, data_dir=FLAGS.data_dir,
                                         manual_dir=manual_dir, strategy=strategy)
     return _run_reid_stage(stage, manual_dir, strategy)
@@ -142,8 +166,9 @@ def _run_all(manual_dir, strategy) -> dict:
     """detection -> features -> reid; each stage resumes (or skips) what a previous run did."""
     started = time.perf_counter()
     summary = {}
-    for number, stage in enumerate(STAGES, start=1):
-        print(f'== {number}/{len(STAGES)} {stage}', flush=True)
+    stages = STAGES if _detection_config().weights == PRETRAINED else STAGES[1:]
+    for number, stage in enumerate(stages, start=1):
+        print(f'== {number}/{len(stages)} {stage}', flush=True)
         stage_started = time.perf_counter()
         metrics = _run_stage(stage, manual_dir, strategy)
         summary[f'{stage}_minutes'] = (time.perf_counter() - stage_started) / 60

@@ -231,3 +231,43 @@ def load_detection_config(model_dir: str) -> DetectionConfig:
         content = json.load(f)
     fields = {f.name for f in dataclasses.fields(DetectionConfig)}
     return DetectionConfig(**{k: v for k, v in content.items() if k in fields})
+
+
+# ----------------------------------------------------------------------------- backbone pretraining
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+    """Backbone pretraining: the ResNet-50 learns to name what drawn people wear
+    (`ps_tf/training/pretraining.py`), the stand-in for ImageNet weights where none can be
+    downloaded. A stage-1 run whose `weights` is 'pretrained' starts from it.
+
+    Attributes:
+        pretrain_dataset: TFDS dataset of labelled crops (`synthetic_attributes` schema).
+        pretrain_batch_size: crops per step.
+        pretrain_steps: training length.
+        pretrain_learning_rate: Adam's peak rate, linear-cosine decay after a linear warm-up.
+        pretrain_warmup_steps: warm-up length.
+        pretrain_mixed_precision: as `DetectionConfig.mixed_precision`.
+        pretrain_log_every, pretrain_checkpoint_every: periods in steps.
+        pretrain_seed: weight initialisation and data order.
+    """
+    pretrain_dataset: str = 'synthetic_attributes/default'
+    pretrain_batch_size: int = 64
+    pretrain_steps: int = 600
+    pretrain_learning_rate: float = 1e-3
+    pretrain_warmup_steps: int = 50
+    pretrain_mixed_precision: str = 'auto'
+    pretrain_log_every: int = 25
+    pretrain_checkpoint_every: int = 100
+    pretrain_seed: int = 0
+
+
+PRETRAIN_PRESETS: dict[str, PretrainConfig] = {
+    'paper': PretrainConfig(),      # unused: the paper's backbone starts from ImageNet
+    'synthetic': PretrainConfig(),
+}
+
+
+def resolve_pretrain(preset: str, overrides: dict[str, Any]) -> PretrainConfig:
+    """The pretraining preset with `overrides` (field -> value; None values are ignored)."""
+    return _apply_overrides(PRETRAIN_PRESETS, preset, overrides)

@@ -1,0 +1,63 @@
+"""Backbone pretraining: a tiny run writes weights the detector starts from; an interrupted run
+resumes at its last checkpoint; the attribute loss ignores crops without a person."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ps_tf import config as config_lib
+from ps_tf.models.backbone import resnet50
+from ps_tf.models.retinanet import build_detector
+from ps_tf.training import pretraining
+
+TINY = dataclasses.replace(
+    config_lib.PRETRAIN_PRESETS['synthetic'], pretrain_dataset='synthetic_attributes/tiny',
+    pretrain_batch_size=8, pretrain_steps=4, pretrain_warmup_steps=1,
+    pretrain_checkpoint_every=2, pretrain_log_every=1, pretrain_mixed_precision='float32')
+
+
+def test_masked_cross_entropy_ignores_crops_without_a_person():
+    logits = tf.constant([[4.0, 0.0], [0.0, 4.0], [9.0, -9.0]])
+    with_background = pretraining.masked_cross_entropy(tf.constant([0, 0, -1]), logits)
+    without = pretraining.masked_cross_entropy(tf.constant([0, 0]), logits[:2])
+    np.testing.assert_allclose(with_background.numpy(), without.numpy(), rtol=1e-6)
+    assert pretraining.masked_cross_entropy(tf.constant([-1]), logits[:1]).numpy() == 0.0
+
+
+def test_pretraining_writes_weights_the_detector_starts_from(tmp_path):
+    results = pretraining.pretrain_backbone(TINY, str(tmp_path))
+    path = pretraining.weights_path(str(tmp_path))
+    assert results['resumed_at_step'] == 0 and 0 <= results['upper_accuracy'] <= 1
+    saved = resnet50(path)
+    fresh = resnet50('none')
+    conv1 = saved.get_layer('conv1_conv').kernel.numpy()
+    assert not np.allclose(conv1, fresh.get_layer('conv1_conv').kernel.numpy())
+    detector = build_detector('J3', weights=path, head_batch_norm=True)
+    detector(tf.zeros([1, 64, 64, 3]), training=False)
+    trunk_conv1 = [v for v in detector.trunk.variables if 'conv1_conv/kernel' in v.name][0]
+    np.testing.assert_array_equal(trunk_conv1.numpy(), conv1)
+    # A finished run is not trained again.
+    assert pretraining.pretrain_backbone(TINY, str(tmp_path)) == results
+
+
+def test_an_interrupted_run_resumes_at_its_last_checkpoint(tmp_path, monkeypatch):
+    class Killed(Exception):
+        pass
+
+    original = pretraining._Progress.on_train_batch_end
+
+    def die_at_step_3(self, batch, logs=None):
+        original(self, batch, logs)
+        if int(self.model.optimizer.iterations.numpy()) == 3:
+            raise Killed()
+
+    monkeypatch.setattr(pretraining._Progress, 'on_train_batch_end', die_at_step_3)
+    with pytest.raises(Killed):
+        pretraining.pretrain_backbone(TINY, str(tmp_path))
+    assert not (tmp_path / pretraining.WEIGHTS_FILE).exists()
+    monkeypatch.setattr(pretraining._Progress, 'on_train_batch_end', original)
+    results = pretraining.pretrain_backbone(TINY, str(tmp_path))
+    assert results['resumed_at_step'] == 2     # the checkpoint of step 2, not step 0
+    assert (tmp_path / pretraining.WEIGHTS_FILE).exists()

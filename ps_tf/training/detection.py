@@ -3,9 +3,9 @@
 A custom loop inside a `tf.distribute` strategy (MirroredStrategy over the machine's devices by
 default), so the same code runs on one CPU, several GPUs or several workers:
 - SGD with momentum and linear-cosine decay with warm-up (`ps_tf.schedules`);
-- checkpoints every `checkpoint_every` steps (`tf.train.CheckpointManager`, which writes to
-  temporary names and then renames); a restarted run resumes from the latest one and loses at
-  most the steps since;
+- checkpoints at every multiple of `checkpoint_every` steps and at the end
+  (`ps_tf.training.checkpoints`; `tf.train.CheckpointManager` writes to temporary names and then
+  renames); a restarted run resumes from the latest one and loses at most the steps since;
 - a non-finite loss skips the update, stops the run with an error naming the step and keeps the
   last good checkpoint;
 - TensorBoard: losses, learning rate and images/s under `<model_dir>/train`, detection AP /
@@ -31,6 +31,7 @@ from ps_tf.models.anchors import AnchorConfig
 from ps_tf.models.retinanet import RetinaNetDetector, build_detector
 from ps_tf.schedules import LinearCosineDecayWithWarmup
 from ps_tf.training import detection_validation
+from ps_tf.training.checkpoints import save_checkpoint
 
 
 def anchor_config(config: DetectionConfig) -> AnchorConfig:
@@ -118,8 +119,7 @@ class DetectionTrainer:
             self.optimizer = tf.keras.optimizers.SGD(self.schedule, momentum=config.momentum)
             self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(model_dir, 'checkpoints'), max_to_keep=3,
-            step_counter=self.optimizer.iterations, checkpoint_interval=config.checkpoint_every)
+            self.checkpoint, os.path.join(model_dir, 'checkpoints'), max_to_keep=3)
         self._decay_variables = [v for v in self.model.trainable_variables
                                  if 'kernel' in v.name]
         # Traced once and reused by every periodic validation (a new tf.function per call
@@ -210,10 +210,10 @@ class DetectionTrainer:
                 images_per_second = window_steps * config.batch_size / max(seconds, 1e-9)
                 self._log(writer, step, losses, images_per_second)
                 window_start, window_steps = time.perf_counter(), 0
-            self.manager.save(checkpoint_number=step)   # no-op between checkpoint_every steps
+            save_checkpoint(self.manager, step, config.checkpoint_every)   # on its multiples
             if config.eval_every and step % config.eval_every == 0 and step < self.total_steps:
                 self.validate()
-        self.manager.save(checkpoint_number=self.step, check_interval=False)
+        save_checkpoint(self.manager, self.step, config.checkpoint_every, final=True)
         return self.validate()
 
     def _log(self, writer, step: int, losses: dict, images_per_second: float) -> None:

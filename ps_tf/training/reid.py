@@ -15,7 +15,8 @@
   `TripletSemiHardLoss` / `TripletHardLoss` wrap) are used so that no Keras loss reduction gets in
   the way of the distribution strategy. The paper gives no margin; 0.5 is our default.
 - Adam with one linear-cosine decay (`LinearCosineDecayWithWarmup`) over both phases.
-- Checkpoints (`tf.train.CheckpointManager`) under `<output_dir>/checkpoints`; a rerun resumes at
+- Checkpoints (`tf.train.CheckpointManager`) under `<output_dir>/checkpoints` at every multiple
+  of `reid_checkpoint_every` steps and at the end (`ps_tf.training.checkpoints`); a rerun resumes at
   its step and phase, and the sampler restarts its deterministic batch sequence there.
 - TensorBoard under `<output_dir>/train`: the triplet loss, the fraction of valid triplets
   (anchor, positive, negative) with a non-zero hinge, mean positive and negative distances, the
@@ -43,6 +44,7 @@ from ps_tf.models.retinanet import RetinaNetDetector
 from ps_tf.schedules import LinearCosineDecayWithWarmup, PhasedSchedule
 from ps_tf.training import pooled_manifest
 from ps_tf.training import stage2_models
+from ps_tf.training.checkpoints import save_checkpoint
 from ps_tf.training.detection import MIXED_PRECISION_POLICIES, resolve_mixed_precision
 from ps_tf.training.feature_pooling import restore_detector
 
@@ -211,9 +213,7 @@ class ReidTrainer:
             self.optimizer = tf.keras.optimizers.Adam(self.schedule)
             self.checkpoint = tf.train.Checkpoint(reid=self.branch, optimizer=self.optimizer)
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(output_dir, 'checkpoints'), max_to_keep=3,
-            step_counter=self.optimizer.iterations,
-            checkpoint_interval=config.reid_checkpoint_every)
+            self.checkpoint, os.path.join(output_dir, 'checkpoints'), max_to_keep=3)
         self._steps = {}
         self._joint: PersonSearchModel | None = None
 
@@ -319,11 +319,11 @@ class ReidTrainer:
                 seconds = time.perf_counter() - window_start
                 self._log(writer, step, phase, values, window_steps * batch / max(seconds, 1e-9))
                 window_start, window_steps = time.perf_counter(), 0
-            self.manager.save(checkpoint_number=step)   # no-op between checkpoint periods
+            save_checkpoint(self.manager, step, config.reid_checkpoint_every)   # on multiples
             if config.reid_eval_every and step % config.reid_eval_every == 0 \
                     and step < self.total_steps:
                 self.validate()
-        self.manager.save(checkpoint_number=self.step, check_interval=False)
+        save_checkpoint(self.manager, self.step, config.reid_checkpoint_every, final=True)
         return self.validate()
 
     def _log(self, writer, step: int, phase: str, values: dict, samples_per_second: float):

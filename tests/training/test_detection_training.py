@@ -71,6 +71,44 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
     assert all(np.all(np.isfinite(v.numpy())) for v in trainer.model.trainable_variables)
 
 
+def test_checkpoints_land_on_multiples_of_checkpoint_every(tmp_path, monkeypatch):
+    # A one-layer model, no data and a step that only counts: the loop's checkpoint schedule
+    # alone is tested (a detector's checkpoint is 80 MB).
+    class OneLayer(tf.keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = tf.keras.layers.Dense(1)
+
+        def call(self, images, training=False):
+            return self.dense(tf.reduce_mean(images, axis=[1, 2]))
+
+        def detect(self, images):
+            return {}
+
+    monkeypatch.setattr(detection, 'build_model', lambda config: OneLayer())
+    monkeypatch.setattr(detection.datasets_lib, 'detection_train_dataset',
+                        lambda *args, **kwargs: tf.data.Dataset.from_tensors(0).repeat())
+    model_dir = str(tmp_path / 'run')
+
+    def train(epochs: int) -> list[int]:
+        trainer = detection.DetectionTrainer(
+            _tiny_config(epochs=epochs, checkpoint_every=3, log_every=100, validation=''),
+            model_dir)
+
+        def counting_step(iterator):
+            trainer.optimizer.iterations.assign_add(1)
+            return {'total_loss': 1.0, 'class_loss': 0.5, 'box_loss': 0.5, 'weight_decay': 0.0,
+                    'num_positives': 1.0, 'finite': 1.0}
+
+        trainer._train_step_fn = lambda: counting_step
+        trainer.train()
+        state = tf.train.get_checkpoint_state(os.path.join(model_dir, 'checkpoints'))
+        return [int(path.rsplit('-', 1)[1]) for path in state.all_model_checkpoint_paths]
+
+    assert train(epochs=7) == [3, 6, 7]       # not 1, 4, 7: multiples of 3, then the end
+    assert train(epochs=11) == [7, 9, 11]     # resumed at 7: not 8 (the first step after it)
+
+
 def test_two_logical_cpu_devices_train_with_mirrored_strategy(tiny_synthetic_data_dir,
                                                               tmp_path):
     model_dir = str(tmp_path / 'run')

@@ -83,6 +83,34 @@ def test_one_step_per_phase_frozen_trunk_and_resume(pooled_run, tmp_path, capsys
                                       joint.reid_branch.embedding.kernel)
 
 
+def test_checkpoints_land_on_multiples_of_reid_checkpoint_every(pooled_run, tmp_path,
+                                                                monkeypatch):
+    _, pooled_dir, detector = pooled_run
+    output_dir = str(tmp_path / 'reid')
+    # A one-layer branch and a step that only counts: the loop's checkpoint schedule alone is
+    # tested (a branch's checkpoint is 100+ MB, its steps slow on a busy CPU).
+    monkeypatch.setattr(reid_training.stage2_models, 'build_stage2_model',
+                        lambda *args: tf.keras.Sequential([tf.keras.layers.Dense(1)]))
+
+    def train(hard_epochs: int) -> list[int]:
+        trainer = reid_training.ReidTrainer(
+            _config(semi_hard_epochs=2, hard_epochs=hard_epochs, reid_checkpoint_every=2,
+                    reid_log_every=100), output_dir, pooled_dir, detector, IMAGE)
+
+        def counting_step(iterator):
+            trainer.optimizer.iterations.assign_add(1)
+            return dict.fromkeys(('loss', 'nonzero_triplets', 'positive_distance',
+                                  'negative_distance', 'embedding_norm'), 1.0)
+
+        trainer.train_step = counting_step
+        trainer.train()
+        state = tf.train.get_checkpoint_state(os.path.join(output_dir, 'checkpoints'))
+        return [int(path.rsplit('-', 1)[1]) for path in state.all_model_checkpoint_paths]
+
+    assert train(hard_epochs=2) == [2, 4]      # not 1, 3, 4
+    assert train(hard_epochs=5) == [4, 6, 7]   # resumed at 4: not 5 (the first step after it)
+
+
 def test_refuses_pooled_features_of_another_variant(pooled_run, tmp_path):
     _, pooled_dir, detector = pooled_run
     detector.variant = 'J3'

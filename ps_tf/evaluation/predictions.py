@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+import zipfile
 
 import numpy as np
 
@@ -152,17 +153,51 @@ def write_predictions(path: str, predictions: Predictions) -> None:
         raise
 
 
+def _what_instead_of_npz(path: str) -> str | None:
+    """What the file at `path` is when it is not an `.npz` (zip) archive; None when it is one."""
+    with open(path, 'rb') as stream:
+        head = stream.read(8)
+    if head.startswith((b'PK\x03\x04', b'PK\x05\x06')):   # a zip file (an empty one: the latter)
+        return None
+    if not head:
+        return 'an empty file'
+    if head.startswith(b'\x93NUMPY'):
+        return 'a single NumPy array (.npy, numpy.save), not an .npz archive of several'
+    if head.startswith(b'\x80'):
+        return 'a Python pickle, not an .npz archive'
+    if head.lstrip()[:1] in (b'{', b'['):
+        return 'text (JSON?), not an .npz archive'
+    return f'not an .npz (zip) archive: it starts with {head!r}'
+
+
 def read_predictions(path: str) -> Predictions:
     """Reads and validates a predictions file.
 
     Raises:
-        ValueError: a key is missing, or `Predictions.validate` fails.
+        ValueError: the file is not an `.npz` archive of plain arrays (naming the file and what it
+            is instead), a key is missing, or `Predictions.validate` fails.
     """
-    with np.load(path, allow_pickle=False) as archive:
-        missing = [key for key in KEYS if key not in archive.files]
-        if missing:
-            raise ValueError(f'{path}: missing key(s) {missing}; a predictions file holds {KEYS}')
-        arrays = {key: archive[key] for key in KEYS}
+    expected = (f'a predictions file is an .npz archive (numpy.savez; evaluate.py '
+                f'--write_predictions writes one) of the arrays {", ".join(KEYS)}')
+    instead = _what_instead_of_npz(path)
+    if instead:
+        raise ValueError(f'{path} is not a predictions file: it is {instead}; {expected}')
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [key for key in KEYS if key not in archive.files]
+            if missing:
+                raise ValueError(f'{path}: missing key(s) {missing}; a predictions file holds '
+                                 f'{KEYS}')
+            arrays = {}
+            for key in KEYS:
+                try:
+                    arrays[key] = archive[key]
+                except ValueError as error:   # object arrays: they would need pickle
+                    raise ValueError(f'{path}: {key} cannot be read ({error}); {expected}, '
+                                     'numbers and strings only') from None
+    except (zipfile.BadZipFile, EOFError, OSError) as error:
+        raise ValueError(f'{path} is not a readable predictions file: a damaged .npz archive '
+                         f'({type(error).__name__}: {error}); {expected}') from None
     if arrays['gallery_image_names'].dtype.kind == 'S':
         arrays['gallery_image_names'] = np.char.decode(arrays['gallery_image_names'], 'utf-8')
     predictions = Predictions(**arrays)

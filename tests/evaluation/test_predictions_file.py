@@ -100,3 +100,36 @@ def test_query_count_must_match_the_dataset(protocol_and_predictions):
     protocol, predictions = protocol_and_predictions
     with pytest.raises(ValueError, match='query_embeddings has 4 rows but the dataset has 5'):
         predictions.aligned_to(protocol.gallery.names, len(protocol.queries) + 1)
+
+
+@pytest.mark.parametrize('contents, message', [
+    ('json', r'it is text \(JSON\?\), not an \.npz archive'),
+    ('npy', r'it is a single NumPy array \(\.npy, numpy\.save\)'),
+    ('empty', 'it is an empty file'),
+    ('csv', r"not an \.npz \(zip\) archive: it starts with b'name,sco'"),
+    ('truncated', r'a damaged \.npz archive \(BadZipFile'),
+    ('objects', r'det_scores cannot be read \(Object arrays'),
+])
+def test_a_file_that_is_not_a_predictions_npz_is_named(tmp_path, protocol_and_predictions,
+                                                       contents, message):
+    _, predictions = protocol_and_predictions
+    arrays = {key: getattr(predictions, key) for key in predictions_lib.KEYS}
+    path = tmp_path / 'predictions.npz'
+    if contents == 'json':
+        path.write_text('{"det_scores": [0.9]}')
+    elif contents == 'npy':
+        with open(path, 'wb') as stream:
+            np.save(stream, predictions.det_scores)
+    elif contents == 'empty':
+        path.write_bytes(b'')
+    elif contents == 'csv':
+        path.write_text('name,score\na.jpg,0.9\n')
+    elif contents == 'truncated':
+        np.savez(path, **arrays)
+        path.write_bytes(path.read_bytes()[:200])
+    else:
+        np.savez(path, **{**arrays, 'det_scores': np.array([0.9, None], dtype=object)})
+    with pytest.raises(ValueError, match=message) as error:
+        predictions_lib.read_predictions(str(path))
+    assert str(path) in str(error.value) and 'pickled data' not in str(error.value)
+    assert '.npz archive' in str(error.value)

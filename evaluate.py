@@ -27,6 +27,8 @@ them) plus the settings.
 
 from __future__ import annotations
 
+import ps_tf.quiet  # noqa: F401  (first: keeps TensorFlow's start-up noise off stderr)
+
 import json
 import os
 

@@ -12,6 +12,8 @@ MPEG-4), so that `search.py --fps=1` samples each of them once.
 
 from __future__ import annotations
 
+import ps_tf.quiet  # noqa: F401  (first: keeps TensorFlow's start-up noise off stderr)
+
 import json
 import os
 

@@ -8,6 +8,8 @@ in a query split the query box is white. Builds the dataset first if it is not b
 (`--manual_dir` for datasets whose release you downloaded by hand).
 """
 
+import ps_tf.quiet  # noqa: F401  (first: keeps TensorFlow's start-up noise off stderr)
+
 import pathlib
 
 import tensorflow_datasets as tfds

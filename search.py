@@ -16,6 +16,8 @@ similarity) and `contact_sheet.png` (the query, then the top-k hits with their b
 
 from __future__ import annotations
 
+import ps_tf.quiet  # noqa: F401  (first: keeps TensorFlow's start-up noise off stderr)
+
 import glob
 import io
 import json

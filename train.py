@@ -34,6 +34,8 @@ settings are saved as `config.json` next to each stage's checkpoints; rerunning 
 resumes (pooling skips complete shards). Monitor with `tensorboard --logdir=<model_dir>`.
 """
 
+import ps_tf.quiet  # noqa: F401  (first: keeps TensorFlow's start-up noise off stderr)
+
 import dataclasses
 import json
 import os

@@ -14,6 +14,8 @@ Serving process of another user can read it); finally the signatures are printed
 
 from __future__ import annotations
 
+import ps_tf.quiet  # noqa: F401  (first: keeps TensorFlow's start-up noise off stderr)
+
 import os
 import pathlib
 import pickle

@@ -12,6 +12,8 @@ the `serving` extra).
 
 from __future__ import annotations
 
+import ps_tf.quiet  # noqa: F401  (first: keeps TensorFlow's start-up noise off stderr)
+
 import base64
 import json
 import urllib.request

@@ -7,9 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
-"$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' 2>/dev/null || {
-    echo "ps_tf needs Python 3.11 (TensorFlow 2.15); set PYTHON=/path/to/python3.11" >&2; exit 1; }
+# Python 3.11: $PYTHON, python3.11 on PATH, uv's, or python3 (else how to get one: docs/python311.md).
+. .ci/find_python311.sh
+PYTHON=$(find_python311) || exit 1
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi

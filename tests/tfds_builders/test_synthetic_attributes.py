@@ -11,7 +11,7 @@ from tfds_builders.synthetic_person_search import world as world_lib
 def test_crops_are_deterministic_and_labelled_by_what_is_drawn():
     excluded = frozenset()
     seen_people = seen_background = 0
-    for index in range(40):
+    for index in range(30):
         pixels, appearance = crops.render_crop(5, index, excluded)
         again, appearance_again = crops.render_crop(5, index, excluded)
         np.testing.assert_array_equal(pixels, again)
@@ -26,7 +26,7 @@ def test_crops_are_deterministic_and_labelled_by_what_is_drawn():
             assert list(world_lib.UPPER_COLOURS)[labels['upper']] == appearance.upper
             assert world_lib.PATTERNS[labels['pattern']] == appearance.pattern
             assert all(0 <= labels[k] < n for k, n in crops.ATTRIBUTES.items())
-    assert seen_people > 25 and seen_background > 0
+    assert seen_people > 18 and seen_background > 0
 
 
 def test_no_person_search_identity_is_drawn():
@@ -47,7 +47,7 @@ def test_randomised_world_varies_style_pose_and_scale_but_plain_worlds_do_not():
     assert {c.style for c in randomised.cameras} >= set(world_lib.PROCEDURAL_STYLES)
     assert not {c.style for c in randomised.cameras} & set(world_lib.DOMAIN_STYLES['b'])
 
-    def statistics(world, count=40):
+    def statistics(world, count=24):
         brightness, heights = [], []
         for plan in world.train_images[:count]:
             pixels, boxes, _, ignore = render.render_image(world, plan)

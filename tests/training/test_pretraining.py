@@ -26,23 +26,8 @@ def test_masked_cross_entropy_ignores_crops_without_a_person():
     assert pretraining.masked_cross_entropy(tf.constant([-1]), logits[:1]).numpy() == 0.0
 
 
-def test_pretraining_writes_weights_the_detector_starts_from(tmp_path):
-    results = pretraining.pretrain_backbone(TINY, str(tmp_path))
-    path = pretraining.weights_path(str(tmp_path))
-    assert results['resumed_at_step'] == 0 and 0 <= results['upper_accuracy'] <= 1
-    saved = resnet50(path)
-    fresh = resnet50('none')
-    conv1 = saved.get_layer('conv1_conv').kernel.numpy()
-    assert not np.allclose(conv1, fresh.get_layer('conv1_conv').kernel.numpy())
-    detector = build_detector('J3', weights=path, head_batch_norm=True)
-    detector(tf.zeros([1, 64, 64, 3]), training=False)
-    trunk_conv1 = [v for v in detector.trunk.variables if 'conv1_conv/kernel' in v.name][0]
-    np.testing.assert_array_equal(trunk_conv1.numpy(), conv1)
-    # A finished run is not trained again.
-    assert pretraining.pretrain_backbone(TINY, str(tmp_path)) == results
-
-
-def test_an_interrupted_run_resumes_at_its_last_checkpoint(tmp_path, monkeypatch):
+def test_interrupted_pretraining_resumes_and_the_detector_starts_from_its_weights(
+        tmp_path, monkeypatch):
     class Killed(Exception):
         pass
 
@@ -56,8 +41,18 @@ def test_an_interrupted_run_resumes_at_its_last_checkpoint(tmp_path, monkeypatch
     monkeypatch.setattr(pretraining._Progress, 'on_train_batch_end', die_at_step_3)
     with pytest.raises(Killed):
         pretraining.pretrain_backbone(TINY, str(tmp_path))
-    assert not (tmp_path / pretraining.WEIGHTS_FILE).exists()
+    path = pretraining.weights_path(str(tmp_path))
+    assert not tf.io.gfile.exists(path)
     monkeypatch.setattr(pretraining._Progress, 'on_train_batch_end', original)
     results = pretraining.pretrain_backbone(TINY, str(tmp_path))
     assert results['resumed_at_step'] == 2     # the checkpoint of step 2, not step 0
-    assert (tmp_path / pretraining.WEIGHTS_FILE).exists()
+    assert 0 <= results['upper_accuracy'] <= 1
+
+    # The weights file is what `--weights` takes: the detector's trunk starts from it.
+    detector = build_detector('J3', weights=path, head_batch_norm=True)
+    detector(tf.zeros([1, 64, 64, 3]), training=False)
+    trunk_conv1 = [v for v in detector.trunk.variables if 'conv1_conv/kernel' in v.name][0]
+    fresh = resnet50('none').get_layer('conv1_conv').kernel.numpy()
+    assert not np.allclose(trunk_conv1.numpy(), fresh)
+    # A finished run is not trained again.
+    assert pretraining.pretrain_backbone(TINY, str(tmp_path)) == results

@@ -2,8 +2,10 @@
 
 docs/architecture.md#joint-inference: image -> shared trunk -> detection -> NMS -> ROI align on the
 shared map -> re-ID branch -> embeddings. Query boxes take the same ROI path (`embed_boxes`). The
-ROI input is wrapped in `tf.stop_gradient`, so no re-ID gradient reaches the shared trunk even if
-the joint model is ever trained end to end.
+ROI input is wrapped in `tf.stop_gradient`, so no re-ID gradient reaches the shared trunk through
+these entry points, as in the paper's two-step training. The one exception is the optional joint
+fine-tuning (`ps_tf.training.joint_finetune`), which pools with `pool_regions(...,
+stop_gradient=False)` so that the re-ID loss trains the shared layers too.
 
 `PersonSearchModel` holds what every person-search model does with its detections (embed the
 real ones, zeros in the padded slots) and the two entry points; a subclass only says which map the
@@ -132,9 +134,21 @@ class JointModel(PersonSearchModel):
             return detections['shared_features']
         return self.detector.trunk(images, training=False)[self._shared_name]
 
+    def pool_regions(self, source: tf.Tensor, boxes_yxyx: tf.Tensor, box_image_index: tf.Tensor,
+                     image_size: int, stop_gradient: bool = True) -> tf.Tensor:
+        """ROI align of boxes on the shared map: (M, h, w, c) float32, the re-ID branch's input.
+
+        `stop_gradient` (the default, and the only setting of inference and the two-step
+        training) blocks every gradient from the pooled features to the shared trunk; the joint
+        fine-tuning passes False, so that the re-ID loss reaches the shared layers.
+        """
+        if stop_gradient:
+            source = tf.stop_gradient(source)
+        return roi_align(source, boxes_yxyx, box_image_index, image_size, self.crop_size)
+
     def embed_regions(self, source: tf.Tensor, boxes_yxyx: tf.Tensor,
                       box_image_index: tf.Tensor, image_size: int) -> tf.Tensor:
-        """ROI align on the shared map, then the re-ID branch (see `PersonSearchModel`)."""
-        pooled = roi_align(tf.stop_gradient(source), boxes_yxyx, box_image_index,
-                           image_size, self.crop_size)
-        return self.reid_branch.embed(pooled)
+        """ROI align on the shared map (no gradient to it), then the re-ID branch (see
+        `PersonSearchModel`)."""
+        return self.reid_branch.embed(self.pool_regions(source, boxes_yxyx, box_image_index,
+                                                        image_size))

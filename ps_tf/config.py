@@ -233,6 +233,74 @@ def load_detection_config(model_dir: str) -> DetectionConfig:
     return DetectionConfig(**{k: v for k, v in content.items() if k in fields})
 
 
+# ----------------------------------------------------------------------------- joint fine-tuning
+
+@dataclasses.dataclass(frozen=True)
+class JointConfig:
+    """The optional joint fine-tuning after the two-step training
+    (`ps_tf/training/joint_finetune.py`): detector, shared trunk and re-ID branch trained together
+    on L = L_det + joint_reid_weight * L_reid, the re-ID gradient reaching the shared trunk.
+
+    It starts from the finished stage-2 run (`<model_dir>/reid`) and its stage-1 detector, and
+    reads the stage-2 run's re-ID datasets and split. Field names start with `joint_` so that each
+    is its own `train.py` flag.
+
+    Attributes:
+        joint_steps: training steps.
+        joint_identities_per_batch: P, identities a batch is drawn for.
+        joint_images_per_identity: K, images of each identity (images that show it); a batch is
+            P x K full images, and every labelled box in them enters the triplet loss.
+        joint_reid_weight: the weight of L_reid in the total loss (the paper's L has 1).
+        joint_optimizer: 'sgd' (with `joint_momentum`, as stage 1) or 'adam' (as stage 2).
+        joint_learning_rate: initial learning rate, decayed linear-cosine over `joint_steps`.
+        joint_warmup_steps: linear warm-up length.
+        joint_momentum: SGD momentum.
+        joint_weight_decay: L2 on the detector's convolution kernels, as stage 1 (stage 2 has
+            none).
+        joint_flip_prob: probability of a horizontal flip of each image.
+        joint_validation: TFDS dataset whose gallery/query splits are searched at the end ('' =
+            none).
+        joint_log_every, joint_checkpoint_every: periods in steps.
+        joint_seed: the image sampler's and the flips' seed.
+    """
+    joint_steps: int = 5000
+    joint_identities_per_batch: int = 5
+    joint_images_per_identity: int = 2
+    joint_reid_weight: float = 1.0
+    joint_optimizer: str = 'sgd'
+    joint_learning_rate: float = 1e-4
+    joint_warmup_steps: int = 100
+    joint_momentum: float = 0.9
+    joint_weight_decay: float = 1e-4
+    joint_flip_prob: float = 0.5
+    joint_validation: str = 'cuhk_sysu'
+    joint_log_every: int = 50
+    joint_checkpoint_every: int = 500
+    joint_seed: int = 0
+
+
+JOINT_PRESETS: dict[str, JointConfig] = {
+    # 5 x 2 = 10 images of 640 px: the paper's detection batch; a tenth of stage 1's rate.
+    'paper': JointConfig(),
+    # 4 x 2 = 8 images of 320 px, the synthetic stage-1 batch; a tenth of its rate.
+    'synthetic': JointConfig(
+        joint_steps=200, joint_identities_per_batch=4, joint_images_per_identity=2,
+        joint_learning_rate=2e-3, joint_warmup_steps=10,
+        joint_validation='synthetic_person_search/default', joint_log_every=10,
+        joint_checkpoint_every=50),
+}
+
+
+def resolve_joint(preset: str, overrides: dict[str, Any]) -> JointConfig:
+    """The joint fine-tuning preset with `overrides` (field -> value; None values are ignored)
+    applied.
+
+    Raises:
+        ValueError: unknown preset or field.
+    """
+    return _apply_overrides(JOINT_PRESETS, preset, overrides)
+
+
 # ----------------------------------------------------------------------------- backbone pretraining
 
 @dataclasses.dataclass(frozen=True)

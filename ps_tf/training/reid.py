@@ -382,13 +382,18 @@ def train_reid(config: ReidConfig, output_dir: str, pooled_dir: str,
 def locate_stage2(path: str) -> tuple[str, str | None]:
     """(stage-2 directory, checkpoint or None = latest) for what a user may point at.
 
-    Accepts a `train.py --model_dir` (its `reid/`), a stage-2 directory (`config.json` and
-    `checkpoints/`), or a stage-2 checkpoint prefix (`.../reid/checkpoints/ckpt-84`).
+    Accepts a `train.py --model_dir` (its `joint/` when the optional joint fine-tuning has saved
+    its last step, else its `reid/`), a stage-2 or joint fine-tuning directory (`config.json` and
+    `checkpoints/`), or a checkpoint prefix of either (`.../reid/checkpoints/ckpt-84`).
 
     Raises:
         ValueError: none of these, naming the path.
     """
+    from ps_tf.training.joint_finetune import STAGE, finished_checkpoint
+
     path = path.rstrip('/')
+    if finished_checkpoint(os.path.join(path, STAGE)):
+        return os.path.join(path, STAGE), None
     if tf.io.gfile.exists(os.path.join(path, 'reid', 'config.json')):
         return os.path.join(path, 'reid'), None
     if tf.io.gfile.exists(os.path.join(path, 'config.json')) and \
@@ -406,11 +411,13 @@ def load_joint_model(reid_dir: str, checkpoint: str | None = None,
                      precision: str | None = None) -> tuple[PersonSearchModel, int]:
     """The joint model of a finished (or running) stage 2: its detector (the checkpoint the
     features were pooled with) and its re-ID branch (latest or given checkpoint); for the
-    disjoint baseline, a `DisjointModel` (the detector and the crop embedder).
+    disjoint baseline, a `DisjointModel` (the detector and the crop embedder). A joint
+    fine-tuning directory (`<model_dir>/joint`, config `stage: joint`) loads the same way, its
+    checkpoint then holding the detector too (restored over the stage-1 one).
 
     Args:
-        reid_dir: the stage-2 output directory (`<model_dir>/reid`).
-        checkpoint: a stage-2 checkpoint path; None = the latest.
+        reid_dir: the stage-2 output directory (`<model_dir>/reid`) or a joint fine-tuning one.
+        checkpoint: a checkpoint of that directory; None = the latest.
         detection_model_dir: the stage-1 run; None = the directory of the detector checkpoint
             recorded in the stage-2 config.
         precision: inference precision of the whole model, 'float32', 'bfloat16' or 'auto'
@@ -449,4 +456,7 @@ def load_joint_model(reid_dir: str, checkpoint: str | None = None,
         initialise=False)
     tf.train.Checkpoint(reid=network).restore(checkpoint).expect_partial() \
         .assert_existing_objects_matched()
+    if saved.get('stage') == 'joint':   # fine-tuned: the detector and trunk changed too
+        tf.train.Checkpoint(model=detector).restore(checkpoint).expect_partial() \
+            .assert_existing_objects_matched()
     return stage2_models.person_search_model(detector, network), detection_config.image_size

@@ -1,0 +1,355 @@
+"""Optional joint fine-tuning: the paper's global objective minimised directly, after the two
+steps.
+
+Why. The paper defines one objective for the whole network, L = L_det + L_reid (§2), but trains
+in two steps: the detector first, then the re-ID branch on pooled features, and "gradients from
+L_reid are not back-propagated to the shared layers in order to keep detection performance". That
+keeps detection precise and allows large P x K batches, but the shared trunk (C1..Ck) then holds
+only what detection taught it. This stage is the alternative the paper mentions ("Classically, to
+train our multi-task network we have to minimize L directly"), run after the two steps as a
+fine-tuning: detector, shared trunk and re-ID branch are trained together, and the re-ID gradient
+does reach the shared layers. It is not part of the paper's method and is off by default.
+
+What it trains, on each batch of full images:
+- L_det: the stage-1 loss (`ps_tf.losses.detection_loss`: focal + smooth-L1 on the anchor
+  targets), plus stage 1's weight decay on the detector's kernels;
+- L_reid: TFA's batch-hard triplet loss (`tfa.losses.triplet_hard_loss`, stage 2's second phase)
+  with the stage-2 margin, on the (L2-normalised, as stage 2 did) embeddings of every labelled
+  ground-truth box of the batch, ROI-aligned on the shared map of the same forward pass *without*
+  `tf.stop_gradient` (`JointModel.pool_regions(..., stop_gradient=False)`);
+- L = L_det + joint_reid_weight * L_reid; one optimizer (SGD with momentum or Adam, linear-cosine
+  decay with warm-up) over every trainable variable of the detector (trunk, rest of the ResNet,
+  pyramid, head) and of the re-ID branch.
+Gradients: L_det reaches the trunk and the detector's own layers, L_reid the trunk and the re-ID
+branch (`joint_losses`, tested in tests/training/test_joint_finetune.py).
+
+Batches: P identities x K images that show them (`ps_tf.data.identity_images`), every labelled box
+of those images entering the triplet loss with its identity; unlabelled people and ignore regions
+count for detection only. The re-ID data are the stage-2 run's datasets and split.
+
+Input and output. It starts from a finished two-step run: the stage-2 directory
+(`<model_dir>/reid`, finished: its checkpoint at its last step) and the stage-1 detector it
+records, loaded as `load_joint_model` loads them. It writes `<model_dir>/joint/`: `config.json`
+(these settings and what the loader needs: variant, embedding size, the stage-1 and stage-2
+checkpoints it started from, `stage: joint`), `checkpoints/` (detector under `model`, branch under
+`reid`, and the optimizer; on multiples of `joint_checkpoint_every` and at the end; a rerun
+resumes at its step and the image sampler continues its sequence there), TensorBoard `train/`
+(detection, re-ID and total losses, weight decay, triplet statistics, learning rate, images/s)
+and `validation/` (search mAP / top-1 at the end), and a progress line on stdout.
+`load_joint_model` loads a fine-tuned directory like a stage-2 one, and `locate_stage2` prefers
+`<model_dir>/joint` over `<model_dir>/reid` once its last step is saved (`finished_checkpoint`),
+so evaluate.py, search.py and the export use the fine-tuned model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import tensorflow as tf
+import tensorflow_addons as tfa
+from absl import logging
+
+from ps_tf.config import JointConfig, save_config
+from ps_tf.data.identity_images import identity_image_dataset, index_images
+from ps_tf.losses import detection_loss
+from ps_tf.models.disjoint import DISJOINT
+from ps_tf.models.joint import JointModel
+from ps_tf.schedules import LinearCosineDecayWithWarmup
+from ps_tf.training import reid as reid_training
+from ps_tf.training.checkpoints import save_checkpoint
+
+STAGE = 'joint'
+
+
+def _read_json(path: str) -> dict:
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def _checkpoint_step(checkpoint: str) -> int:
+    """The step in a CheckpointManager name (`.../ckpt-<step>`)."""
+    return int(checkpoint.rsplit('-', 1)[-1])
+
+
+def finished_checkpoint(directory: str) -> str | None:
+    """The checkpoint of a finished training directory (a stage-2 or a joint one: `config.json`
+    with `total_steps`, `checkpoints/`): the latest checkpoint if it is at the last step, else
+    None."""
+    config_path = os.path.join(directory, 'config.json')
+    if not tf.io.gfile.exists(config_path):
+        return None
+    latest = tf.train.latest_checkpoint(os.path.join(directory, 'checkpoints'))
+    total = _read_json(config_path).get('total_steps')
+    if latest and total is not None and _checkpoint_step(latest) >= total:
+        return latest
+    return None
+
+
+def joint_losses(model: JointModel, images: tf.Tensor, targets: dict[str, tf.Tensor],
+                 boxes: tf.Tensor, labels: tf.Tensor, margin: float, reid_weight: float = 1.0,
+                 normalize: bool = True, reid_to_trunk: bool = True,
+                 training: bool = True) -> dict[str, tf.Tensor]:
+    """The joint objective of one batch, from one forward pass of the trunk.
+
+    Args:
+        model: the joint model (its detector and re-ID branch).
+        images: (B, S, S, 3) float32 padded squares.
+        targets: the anchor targets of the images (`TrainParser`'s, batched).
+        boxes: (B, N, 4) pixel ymin, xmin, ymax, xmax in the padded squares.
+        labels: (B, N) int identity labels, -1 = not in the triplet loss (at least one label of
+            the batch must be >= 0).
+        margin: the triplet margin.
+        reid_weight: the weight of L_reid in `total_loss`.
+        normalize: L2-normalise the embeddings before the triplet loss (as stage 2's
+            `normalize_for_loss`).
+        reid_to_trunk: let the re-ID gradient reach the shared trunk (joint fine-tuning); False
+            pools through `tf.stop_gradient`, as inference and the two-step training do.
+        training: run the networks in training mode.
+
+    Returns:
+        `class_loss`, `box_loss`, `detection_loss`, `reid_loss`, `total_loss` (scalars), and
+        `embeddings` (M, E) (as the loss saw them) and `labels` (M,) of the labelled boxes.
+    """
+    outputs = model.detector(images, training=training)
+    detection = detection_loss(targets, outputs['class_logits'], outputs['box_outputs'])
+    labelled = labels >= 0
+    box_image_index = tf.cast(tf.where(labelled)[:, 0], tf.int32)
+    pooled = model.pool_regions(outputs['shared_features'], tf.boolean_mask(boxes, labelled),
+                                box_image_index, int(images.shape[1]),
+                                stop_gradient=not reid_to_trunk)
+    embeddings = model.reid_branch(pooled, training=training)
+    if normalize:
+        embeddings = tf.math.l2_normalize(embeddings, axis=-1)
+    box_labels = tf.boolean_mask(labels, labelled)
+    reid = tfa.losses.triplet_hard_loss(box_labels, embeddings, margin=margin)
+    return {'class_loss': detection['class_loss'], 'box_loss': detection['box_loss'],
+            'detection_loss': detection['total_loss'], 'reid_loss': reid,
+            'total_loss': detection['total_loss'] + reid_weight * reid,
+            'embeddings': embeddings, 'labels': box_labels}
+
+
+class JointTrainer:
+    """Owns the joint model, optimizer, checkpoints and summaries of one joint fine-tuning.
+
+    Args:
+        config: the joint fine-tuning settings.
+        reid_dir: the finished stage-2 directory it starts from (`<model_dir>/reid`).
+        output_dir: checkpoints, TensorBoard logs and config.json (`<model_dir>/joint`).
+        detection_model_dir: the stage-1 run (None: the one the stage-2 run records).
+        data_dir, manual_dir: TFDS locations.
+        strategy: distribution strategy (default: the current one); each replica gets the images
+            of P / R whole identities of every batch.
+
+    Raises:
+        ValueError: stage 2 is missing or unfinished, is the disjoint baseline (which shares no
+            trunk), or P is not a multiple of the replicas.
+    """
+
+    def __init__(self, config: JointConfig, reid_dir: str, output_dir: str,
+                 detection_model_dir: str | None = None, data_dir: str | None = None,
+                 manual_dir=None, strategy: tf.distribute.Strategy | None = None):
+        self.config = config
+        self.output_dir = output_dir
+        self.data_dir = data_dir
+        self.manual_dir = manual_dir
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.reid_checkpoint = finished_checkpoint(reid_dir)
+        if not self.reid_checkpoint:
+            raise ValueError(f'{reid_dir} holds no finished stage 2 (config.json and a checkpoint '
+                             f'at its last step): run train.py --stage=reid first')
+        self.reid_config = _read_json(os.path.join(reid_dir, 'config.json'))
+        if self.reid_config.get('variant') == DISJOINT:
+            raise ValueError('joint fine-tuning needs a joint model (J2/J3/J4): the disjoint '
+                             'baseline shares no trunk between detection and re-ID')
+        replicas = self.strategy.num_replicas_in_sync
+        if config.joint_identities_per_batch % replicas:
+            raise ValueError(f'joint_identities_per_batch ({config.joint_identities_per_batch}) '
+                             f'must be a multiple of the {replicas} replicas')
+        if config.joint_optimizer not in ('sgd', 'adam'):
+            raise ValueError(f"joint_optimizer must be 'sgd' or 'adam', got "
+                             f'{config.joint_optimizer!r}')
+        self.total_steps = config.joint_steps
+        if self.total_steps < 1:
+            raise ValueError(f'joint_steps must be >= 1, got {self.total_steps}')
+        self.batch_size = config.joint_identities_per_batch * config.joint_images_per_identity
+        self.index = index_images(self.reid_config['reid_datasets'].split(','),
+                                  self.reid_config['reid_split'], data_dir, manual_dir)
+        self.schedule = LinearCosineDecayWithWarmup(
+            config.joint_learning_rate, self.total_steps,
+            warmup_steps=min(config.joint_warmup_steps, self.total_steps))
+        with self.strategy.scope():
+            joint, self.image_size = reid_training.load_joint_model(
+                reid_dir, self.reid_checkpoint, detection_model_dir)
+            self.joint: JointModel = joint
+            if config.joint_optimizer == 'sgd':
+                self.optimizer = tf.keras.optimizers.SGD(self.schedule,
+                                                         momentum=config.joint_momentum)
+            else:
+                self.optimizer = tf.keras.optimizers.Adam(self.schedule)
+            self.checkpoint = tf.train.Checkpoint(model=joint.detector, reid=joint.reid_branch,
+                                                  optimizer=self.optimizer)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(output_dir, 'checkpoints'), max_to_keep=3)
+        self.variables = (joint.detector.trainable_variables
+                          + joint.reid_branch.trainable_variables)
+        self._decay_variables = [v for v in joint.detector.trainable_variables
+                                 if 'kernel' in v.name]
+        self._train_step = None
+
+    @property
+    def step(self) -> int:
+        return int(self.optimizer.iterations.numpy())
+
+    def restore(self) -> int:
+        """Resumes from the latest joint checkpoint, if any; returns the step reached."""
+        latest = self.manager.latest_checkpoint
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            logging.info('resumed the joint fine-tuning from %s (step %d)', latest, self.step)
+        return self.step
+
+    def dataset(self) -> tf.data.Dataset:
+        """The P x K image batches from the current step on."""
+        config = self.config
+        return identity_image_dataset(
+            self.index, config.joint_identities_per_batch, config.joint_images_per_identity,
+            self.image_size, self.joint.detector.detection_generator.anchor_config,
+            seed=config.joint_seed, start_batch=self.step, flip_prob=config.joint_flip_prob)
+
+    def _train_step_fn(self):
+        config, replicas = self.config, self.strategy.num_replicas_in_sync
+        margin = self.reid_config['margin']
+        normalize = self.reid_config.get('normalize_for_loss', True)
+
+        def replica_step(images, targets, boxes, labels):
+            with tf.GradientTape() as tape:
+                losses = joint_losses(self.joint, images, targets, boxes, labels, margin,
+                                      config.joint_reid_weight, normalize)
+                decay = config.joint_weight_decay * tf.add_n(
+                    [tf.nn.l2_loss(v) for v in self._decay_variables])
+                # Gradients are summed over replicas: scale so that they average.
+                loss = (losses['total_loss'] + decay) / replicas
+            gradients = tape.gradient(loss, self.variables)
+            finite = tf.math.is_finite(losses['total_loss'])
+            for g in gradients:
+                if g is not None:
+                    finite = finite & tf.reduce_all(tf.math.is_finite(g))
+            # A non-finite step applies zeros (no NaN reaches the weights); the host then stops.
+            gradients = [None if g is None else tf.where(finite, g, tf.zeros_like(g))
+                         for g in gradients]
+            self.optimizer.apply_gradients(zip(gradients, self.variables))
+            statistics = reid_training.triplet_statistics(losses['embeddings'], losses['labels'],
+                                                          margin)
+            return {**{k: v for k, v in losses.items() if k.endswith('loss')},
+                    'weight_decay': decay, 'finite': tf.cast(finite, tf.float32),
+                    'boxes': tf.cast(tf.size(losses['labels']), tf.float32), **statistics}
+
+        @tf.function
+        def train_step(iterator):
+            per_replica = self.strategy.run(replica_step, args=next(iterator))
+            reduced = {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+                       for k, v in per_replica.items()}
+            reduced['boxes'] = self.strategy.reduce(tf.distribute.ReduceOp.SUM,
+                                                    per_replica['boxes'], axis=None)
+            return reduced
+
+        return train_step
+
+    def train_step(self, iterator) -> dict[str, float]:
+        """One step (its tf.function is traced on first use)."""
+        if self._train_step is None:
+            self._train_step = self._train_step_fn()
+        return {k: float(v) for k, v in self._train_step(iterator).items()}
+
+    def train(self) -> dict[str, float]:
+        """Trains to `total_steps` (resuming if possible); returns the final search metrics."""
+        config = self.config
+        detector = self.joint.detector
+        save_config(config, self.output_dir, stage=STAGE, variant=detector.variant,
+                    image_size=self.image_size, embedding_dim=self.joint.embedding_dim,
+                    reid_freeze_batch_norm=self.reid_config.get('reid_freeze_batch_norm', False),
+                    reid_mixed_precision=self.reid_config.get('reid_mixed_precision', 'float32'),
+                    margin=self.reid_config['margin'],
+                    normalize_for_loss=self.reid_config.get('normalize_for_loss', True),
+                    source_checkpoint=self.reid_config['source_checkpoint'],
+                    reid_checkpoint=self.reid_checkpoint,
+                    reid_datasets=self.reid_config['reid_datasets'],
+                    reid_split=self.reid_config['reid_split'], total_steps=self.total_steps,
+                    num_replicas=self.strategy.num_replicas_in_sync)
+        self.restore()
+        if self.step >= self.total_steps:
+            logging.info('joint fine-tuning already done (%d steps)', self.step)
+            return self.validate()
+        iterator = iter(self.strategy.experimental_distribute_dataset(self.dataset()))
+        writer = tf.summary.create_file_writer(os.path.join(self.output_dir, 'train'))
+        print(f'joint fine-tuning ({detector.variant}): {self.total_steps} steps of '
+              f'{config.joint_identities_per_batch} identities x '
+              f'{config.joint_images_per_identity} images ({self.image_size} px), L = L_det + '
+              f'{config.joint_reid_weight:g} L_reid, from step {self.step}, output '
+              f'{self.output_dir}', flush=True)
+        window_start, window_steps = time.perf_counter(), 0
+        while self.step < self.total_steps:
+            values = self.train_step(iterator)
+            step = self.step
+            if values['finite'] < 1.0 or not math.isfinite(values['total_loss']):
+                raise FloatingPointError(
+                    f'non-finite loss at step {step} ({values}); its update was not applied, '
+                    f'the last good checkpoint is {self.manager.latest_checkpoint}')
+            window_steps += 1
+            if step % config.joint_log_every == 0 or step == self.total_steps:
+                seconds = time.perf_counter() - window_start
+                self._log(writer, step, values, window_steps * self.batch_size
+                          / max(seconds, 1e-9))
+                window_start, window_steps = time.perf_counter(), 0
+            save_checkpoint(self.manager, step, config.joint_checkpoint_every)   # on multiples
+        save_checkpoint(self.manager, self.step, config.joint_checkpoint_every, final=True)
+        return self.validate()
+
+    def _log(self, writer, step: int, values: dict, images_per_second: float) -> None:
+        learning_rate = float(self.schedule(step))
+        with writer.as_default(step=step):
+            for name in ('total_loss', 'detection_loss', 'class_loss', 'box_loss', 'reid_loss',
+                         'weight_decay'):
+                tf.summary.scalar(f'loss/{name}', values[name])
+            tf.summary.scalar('triplets/nonzero_fraction', values['nonzero_triplets'])
+            tf.summary.scalar('triplets/boxes_per_batch', values['boxes'])
+            tf.summary.scalar('distance/positive', values['positive_distance'])
+            tf.summary.scalar('distance/negative', values['negative_distance'])
+            tf.summary.scalar('learning_rate', learning_rate)
+            tf.summary.scalar('images_per_second', images_per_second)
+        remaining = (self.total_steps - step) * self.batch_size / max(images_per_second, 1e-9)
+        print(f'step {step}/{self.total_steps}  loss {values["total_loss"]:.4f} (det '
+              f'{values["detection_loss"]:.4f}: class {values["class_loss"]:.4f}, box '
+              f'{values["box_loss"]:.4f}; reid {values["reid_loss"]:.4f} on '
+              f'{values["boxes"]:.0f} boxes, non-zero triplets {values["nonzero_triplets"]:.3f})'
+              f'  lr {learning_rate:.2e}  {images_per_second:.1f} img/s  '
+              f'eta {remaining / 60:.1f} min', flush=True)
+
+    def validate(self) -> dict[str, float]:
+        """Search mAP / top-1 of the fine-tuned model on `joint_validation` ('' = nothing)."""
+        dataset = self.config.joint_validation
+        if not dataset:
+            return {}
+        metrics = reid_training.search_metrics(self.joint, dataset, self.image_size,
+                                               self.batch_size, self.data_dir, self.manual_dir)
+        writer = tf.summary.create_file_writer(os.path.join(self.output_dir, 'validation'))
+        with writer.as_default(step=self.step):
+            for name, value in metrics.items():
+                if name != 'gallery_size':
+                    tf.summary.scalar(f'search/{name}', value)
+        gallery = f'gallery {metrics["gallery_size"]}, ' if metrics['gallery_size'] else ''
+        print(f'validation {dataset} after joint fine-tuning (step {self.step}): search mAP '
+              f'{metrics["mAP"]:.4f}, top-1 {metrics["top1"]:.4f} ({gallery}detection AP '
+              f'{metrics["det_ap"]:.4f})', flush=True)
+        return metrics
+
+
+def train_joint(config: JointConfig, model_dir: str, detection_model_dir: str | None = None,
+                data_dir: str | None = None, manual_dir=None,
+                strategy: tf.distribute.Strategy | None = None) -> dict[str, float]:
+    """Joint fine-tuning of a two-step run: `<model_dir>/reid` -> `<model_dir>/joint`."""
+    return JointTrainer(config, os.path.join(model_dir, 'reid'), os.path.join(model_dir, STAGE),
+                        detection_model_dir, data_dir, manual_dir, strategy).train()

@@ -8,6 +8,7 @@
 
     python train.py --stage=features --preset=synthetic --model_dir=runs/synthetic_j3
     python train.py --stage=reid --preset=synthetic --model_dir=runs/synthetic_j3
+    python train.py --stage=joint --preset=synthetic --model_dir=runs/synthetic_j3   # optional
 
 Stages: `all` (the default: detection, features and reid in turn, then the search mAP / top-1 of
 the joint model on the `reid_validation` dataset's test split, also written to
@@ -26,6 +27,12 @@ with the same triplet schedule (initialised from the stage-1 detector's ResNet-5
     python train.py --variant=Disj --model_dir=runs/synthetic_disj                # all stages
     python train.py --stage=features --variant=Disj --model_dir=runs/disj \
         --detection_model_dir=runs/synthetic_j3          # then --stage=reid: reuses a detector
+
+`joint` (optional: part of `all` only with `--joint_finetune`, which runs it after reid)
+fine-tunes detector, shared trunk and re-ID branch together on L = L_det + L_reid, the re-ID
+gradient reaching the shared layers (`ps_tf/training/joint_finetune.py`,
+docs/joint_finetuning.md), from `<model_dir>/reid` into `<model_dir>/joint/`; evaluate.py,
+search.py and the export then load the fine-tuned model from `--model_dir`.
 
 A preset gives every setting (`ps_tf/config.py`: `DetectionConfig` for stage 1, `ReidConfig` for
 the others); each setting is also a flag of the same name that overrides it, e.g. `--variant=J2
@@ -50,6 +57,7 @@ from ps_tf import config as config_lib
 from ps_tf.models.disjoint import DISJOINT
 from ps_tf.training import detection
 from ps_tf.training import feature_pooling
+from ps_tf.training import joint_finetune
 from ps_tf.training import pretraining
 from ps_tf.training import reid
 from ps_tf.training import stage2_models
@@ -58,9 +66,12 @@ FLAGS = flags.FLAGS
 STAGES = ('pretrain', 'detection', 'features', 'reid')
 # DetectionConfig.weights value that starts the detector from this run's own pretraining stage.
 PRETRAINED = 'pretrained'
-flags.DEFINE_enum('stage', 'all', ['all', *STAGES],
+flags.DEFINE_enum('stage', 'all', ['all', *STAGES, joint_finetune.STAGE],
                   'Training stage to run; all = detection, features, reid, then the search '
                   'metrics.')
+flags.DEFINE_boolean('joint_finetune', False,
+                     'all: run the optional joint fine-tuning (--stage=joint) after reid; the '
+                     'search metrics are then the fine-tuned model\'s.')
 flags.DEFINE_enum('preset', 'synthetic', sorted(config_lib.PRESETS), 'Settings preset.')
 flags.DEFINE_string('model_dir', None, 'Checkpoints, config.json and TensorBoard logs.')
 flags.DEFINE_string('data_dir', None, 'TFDS data dir (default ~/tensorflow_datasets).')
@@ -94,6 +105,7 @@ def _define_setting_flags(config_class: type) -> None:
 _define_setting_flags(config_lib.DetectionConfig)
 _define_setting_flags(config_lib.ReidConfig)
 _define_setting_flags(config_lib.PretrainConfig)
+_define_setting_flags(config_lib.JointConfig)
 
 
 def _manual_dir(value: str | None):
@@ -161,7 +173,17 @@ def _run_stage(stage: str, manual_dir, strategy) -> dict:
             config = dataclasses.replace(config, weights=weights)
         return detection.train_detector(config, FLAGS.model_dir, data_dir=FLAGS.data_dir,
                                         manual_dir=manual_dir, strategy=strategy)
+    if stage == joint_finetune.STAGE:
+        return joint_finetune.train_joint(_joint_config(), FLAGS.model_dir,
+                                          FLAGS.detection_model_dir, data_dir=FLAGS.data_dir,
+                                          manual_dir=manual_dir, strategy=strategy)
     return _run_reid_stage(stage, manual_dir, strategy)
+
+
+def _joint_config() -> config_lib.JointConfig:
+    """The preset's joint fine-tuning settings with this command's flags applied."""
+    overrides = {f.name: FLAGS[f.name].value for f in dataclasses.fields(config_lib.JointConfig)}
+    return config_lib.resolve_joint(FLAGS.preset, overrides)
 
 
 def _run_all(manual_dir, strategy) -> dict:
@@ -169,6 +191,7 @@ def _run_all(manual_dir, strategy) -> dict:
     started = time.perf_counter()
     summary = {}
     stages = STAGES if _detection_config().weights == PRETRAINED else STAGES[1:]
+    stages += (joint_finetune.STAGE,) if FLAGS.joint_finetune else ()
     for number, stage in enumerate(stages, start=1):
         print(f'== {number}/{len(stages)} {stage}', flush=True)
         stage_started = time.perf_counter()
@@ -178,6 +201,9 @@ def _run_all(manual_dir, strategy) -> dict:
             summary.update({f'detection_{k}': v for k, v in metrics.items()})
         elif stage == 'reid':
             summary.update(metrics)
+        elif stage == joint_finetune.STAGE:   # the fine-tuned model's metrics become the headline
+            summary.update({f'two_step_{k}': summary[k] for k in metrics if k in summary})
+            summary.update(metrics)
     summary['total_minutes'] = (time.perf_counter() - started) / 60
     path = os.path.join(FLAGS.model_dir, 'results.json')
     with tf.io.gfile.GFile(path + '.tmp', 'w') as f:
@@ -185,6 +211,8 @@ def _run_all(manual_dir, strategy) -> dict:
     tf.io.gfile.rename(path + '.tmp', path, overwrite=True)
     if 'mAP' in summary:
         dataset = _reid_config().reid_validation
+        if FLAGS.joint_finetune and _joint_config().joint_validation:
+            dataset = _joint_config().joint_validation
         gallery = f'gallery {summary["gallery_size"]}, ' if summary.get('gallery_size') else ''
         print(f'person search on {dataset}: mAP {summary["mAP"]:.4f}, top-1 {summary["top1"]:.4f}'
               f' ({gallery}detection AP {summary["det_ap"]:.4f}); '

@@ -106,7 +106,11 @@ def test_duplicate_entry_with_another_box_under_both_semantics():
     # 0.9 T F, 0.8 F, 0.7 T, 0.6 F F.
     assert oim.count_tp[0] == 3
     assert oim.average_precision[0] == pytest.approx((1 / 2 + 2 / 4 + 3 / 6) / 4)
-    np.testing.assert_array_equal(oim.top_k[0], [0, 1, 1])   # the tie at rank 1 as the reference
+    # Top-1 is the tie at rank 1 (0.95 T and F), broken as the reference's np.argsort breaks it:
+    # `_search` checks that against the reference. NumPy's default sort picks its algorithm by
+    # CPU (AVX-512 or not), so the tie goes one way or the other by machine; only top-5/10 are
+    # fixed here.
+    np.testing.assert_array_equal(oim.top_k[0][1:], [1, 1])
 
 
 def test_query_image_in_its_own_gallery_is_kept():

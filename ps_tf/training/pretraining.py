@@ -20,7 +20,6 @@ renamed), the file `--weights` takes.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -29,7 +28,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
-from ps_tf.config import PretrainConfig
+from ps_tf.config import PretrainConfig, save_config
 from ps_tf.data import datasets as datasets_lib
 from ps_tf.models.backbone import ResNetPreprocess, resnet50
 from ps_tf.schedules import LinearCosineDecayWithWarmup
@@ -139,8 +138,7 @@ def pretrain_backbone(config: PretrainConfig, output_dir: str,
         with tf.io.gfile.GFile(os.path.join(output_dir, 'results.json')) as f:
             logging.info('pretraining already finished: %s', final)
             return json.load(f)
-    with tf.io.gfile.GFile(os.path.join(output_dir, 'config.json'), 'w') as f:
-        json.dump(dataclasses.asdict(config), f, indent=2, sort_keys=True)
+    save_config(config, output_dir)
     tf.keras.utils.set_random_seed(config.pretrain_seed)
     precision = resolve_mixed_precision(config.pretrain_mixed_precision)
     model, backbone = build_classifier(precision)
@@ -173,8 +171,10 @@ def pretrain_backbone(config: PretrainConfig, output_dir: str,
     temporary = os.path.join(output_dir, 'resnet50.tmp.h5')
     backbone.save_weights(temporary)
     tf.io.gfile.rename(temporary, final, overwrite=True)
-    with tf.io.gfile.GFile(os.path.join(output_dir, 'results.json'), 'w') as f:
+    results_path = os.path.join(output_dir, 'results.json')
+    with tf.io.gfile.GFile(results_path + '.tmp', 'w') as f:
         json.dump(results, f, indent=2, sort_keys=True)
+    tf.io.gfile.rename(results_path + '.tmp', results_path, overwrite=True)
     accuracies = {k[:-len('_accuracy')]: v for k, v in results.items()
                   if k.endswith('_accuracy')}
     print('pretraining validation accuracy: ' + ', '.join(

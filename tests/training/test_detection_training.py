@@ -148,3 +148,16 @@ def test_bfloat16_model_keeps_float32_variables_and_outputs():
     assert outputs['box_outputs'].dtype == tf.float32
     assert all(v.dtype == tf.float32 for v in model.trainable_variables)
     assert tf.keras.mixed_precision.global_policy().name == 'float32'   # restored after build
+
+
+def test_the_detector_learns_its_loss_falls(tiny_synthetic_data_dir, tmp_path, capsys):
+    """The learning check of stage 1: on the tiny training images, 40 steps from scratch bring the
+    loss well below where it started. (Detection AP on 64 px images stays at 0 after 40 steps from
+    scratch: an AP check needs a longer run than the suite affords.)"""
+    config = _tiny_config(validation='', batch_size=4, epochs=40, warmup_epochs=2,
+                          base_learning_rate=0.01, log_every=5, checkpoint_every=100)
+    detection.DetectionTrainer(config, str(tmp_path / 'run'), tiny_synthetic_data_dir).train()
+    losses = [float(line.split('loss ')[1].split()[0])
+              for line in capsys.readouterr().out.splitlines() if line.startswith('step ')]
+    assert len(losses) >= 6
+    assert np.mean(losses[-2:]) < 0.7 * np.mean(losses[:2]), losses

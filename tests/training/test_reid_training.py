@@ -191,3 +191,43 @@ def test_trains_with_flips_and_the_per_phase_schedule(pooled_run, tmp_path):
     trainer.train()
     assert trainer.step == 2
     assert float(trainer.schedule(1)) == pytest.approx(1e-5 * 1.001)
+
+
+def _box_retrieval_map(embeddings: np.ndarray, labels: np.ndarray) -> float:
+    """Mean average precision of every box as a query against all the others (same identity =
+    relevant), cosine similarity; queries without another box of their identity are skipped."""
+    from sklearn.metrics import average_precision_score
+
+    similarity = embeddings @ embeddings.T
+    precisions = []
+    for query in range(len(labels)):
+        others = np.arange(len(labels)) != query
+        relevant = labels[others] == labels[query]
+        if relevant.any():
+            precisions.append(average_precision_score(relevant, similarity[query, others]))
+    return float(np.mean(precisions))
+
+
+def test_reid_training_learns_to_tell_the_training_identities_apart(pooled_run, tmp_path):
+    """The learning check: a hundred triplet steps lift box-retrieval mAP over the training
+    identities clearly above what the untrained branch (the detector's own C5 plus a random
+    embedding) gives."""
+    from ps_tf.training import pooled_features, pooled_manifest
+
+    model_dir, pooled_dir, detector = pooled_run
+    manifest = pooled_manifest.read_manifest(pooled_dir)
+    records = list(pooled_features.pooled_dataset(manifest).batch(256).as_numpy_iterator())
+    features = np.concatenate([r['feature'] for r in records])
+    labels = np.concatenate([r['label'] for r in records])
+    assert len(set(labels.tolist())) >= 3 and len(labels) >= 8
+    config = _config(embedding_dim=16, identities_per_batch=3, samples_per_identity=2,
+                     semi_hard_epochs=50, hard_epochs=50, reid_learning_rate=3e-3,
+                     reid_mixed_precision='float32', reid_log_every=100,
+                     reid_checkpoint_every=100)
+    trainer = reid_training.ReidTrainer(config, str(tmp_path / 'reid'), pooled_dir, detector,
+                                        IMAGE)
+    before = _box_retrieval_map(trainer.branch.embed(tf.constant(features)).numpy(), labels)
+    trainer.train()
+    after = _box_retrieval_map(trainer.branch.embed(tf.constant(features)).numpy(), labels)
+    # Measured on an AVX2 machine: 0.29 -> 0.56 (at 1e-3 and 40 steps only 0.33 -> 0.47).
+    assert after >= before + 0.15, (before, after)

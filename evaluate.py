@@ -35,6 +35,8 @@ import os
 from absl import app
 from absl import flags
 
+from ps_tf.evaluation.evaluator import SEARCH_SCORE_THRESHOLD
+
 FULL_SET_NAMES = ('full', 'all', '-1')
 
 flags.DEFINE_string('dataset', None, 'TFDS dataset (with config), e.g. synthetic_person_search, '
@@ -58,7 +60,8 @@ flags.DEFINE_string('saved_model', None, 'Not supported yet: evaluate the checkp
 flags.DEFINE_list('gallery_sizes', [], 'CUHK-SYSU-style gallery sizes, e.g. 100 or '
                   '50,100,500,1000,2000,4000,full. Default: every size the dataset defines, then '
                   'the full set. Ignored by the PRW protocol.')
-flags.DEFINE_float('det_thresh', 0.5, 'Search: gallery detections with score >= this are ranked.')
+flags.DEFINE_float('det_thresh', SEARCH_SCORE_THRESHOLD,
+                   'Search: gallery detections with score >= this are ranked.')
 flags.DEFINE_float('detection_metric_thresh', 0.01, 'Detection AP/recall: detections with score '
                    '>= this are scored (0.01 is what SeqNet/NAE/COAT report).')
 flags.DEFINE_boolean('dedupe_gallery', True, 'Rank an image listed twice in a gallery once '

@@ -29,6 +29,8 @@ import numpy as np
 from absl import app, flags, logging
 from PIL import Image
 
+from ps_tf.evaluation.evaluator import SEARCH_SCORE_THRESHOLD
+
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg')
 FRAME_BATCH = 4
@@ -314,7 +316,7 @@ def run(model: str, gallery: str, output_dir: str, query_image: str | None = Non
         query_box: str | None = None, query_crop: str | None = None, index: str | None = None,
         top_k: int = 10, fps: float = 1.0, score_threshold: float | None = None,
         max_detections: int | None = None, progress: bool = True,
-        searcher: Searcher | None = None, min_score: float = 0.5,
+        searcher: Searcher | None = None, min_score: float = SEARCH_SCORE_THRESHOLD,
         ann_ef_search: int = 0) -> dict:
     """The whole command; returns {'hits', 'warning', 'indexed_files', 'model_calls', paths
     written}.
@@ -368,8 +370,9 @@ def define_flags() -> None:
     flags.DEFINE_float('score_threshold', None, 'Least detection score (checkpoints: also the '
                        'detector\'s threshold; default the trained one).')
     flags.DEFINE_integer('max_detections', None, 'Detections per image (checkpoints only).')
-    flags.DEFINE_float('min_score', 0.5, 'Rank only detections scoring at least this (the '
-                       'evaluation protocols\' search threshold); needs no re-indexing.')
+    flags.DEFINE_float('min_score', SEARCH_SCORE_THRESHOLD,
+                       'Rank only detections scoring at least this (the evaluation protocols\' '
+                       'search threshold); needs no re-indexing.')
     flags.DEFINE_string('output_dir', None, 'Writes hits.json and contact_sheet.png here.')
     flags.DEFINE_integer('ann_ef_search', 0, 'Above 0: approximate search with a FAISS HNSW graph '
                          '(pip install faiss-cpu) of this search breadth, for galleries of '

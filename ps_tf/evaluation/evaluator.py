@@ -17,6 +17,9 @@ from ps_tf.evaluation import prw
 from ps_tf.evaluation import search
 
 METRIC_KEYS = ('mAP', 'top1', 'top5', 'top10', 'det_ap', 'det_recall')
+# The search protocols' score threshold: gallery detections scoring at least this are ranked
+# (CUHK-SYSU and PRW as SeqNet evaluates them). evaluate.py and search.py default to it.
+SEARCH_SCORE_THRESHOLD = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +36,7 @@ class EvalSettings:
         protocol_style: `cuhk_sysu` or `prw`; None = the dataset's (lists present -> cuhk_sysu).
     """
     gallery_sizes: Sequence[int] | None = None
-    det_thresh: float = 0.5
+    det_thresh: float = SEARCH_SCORE_THRESHOLD
     detection_metric_thresh: float = 0.01
     dedupe_gallery: bool = True
     multi_view: bool = False

@@ -16,7 +16,11 @@ then an embedding for every detection and every query box):
         --use_gt_boxes --write_predictions=gt_boxes.npz
 
 `--checkpoint` takes a train.py model_dir, its `reid/` directory or one stage-2 checkpoint
-(`.../reid/checkpoints/ckpt-N`). `--use_gt_boxes` embeds the gallery's ground-truth boxes instead of
+(`.../reid/checkpoints/ckpt-N`); `--saved_model` an export of `export/export_saved_model.py`
+(scored at the detection settings it was exported with):
+
+    python evaluate.py --dataset=synthetic_person_search/default --saved_model=runs/demo/exported
+ `--use_gt_boxes` embeds the gallery's ground-truth boxes instead of
 the detections (the paper's Table 1d, right: re-ID quality without detection errors).
 
 The protocol follows from the dataset (queries with gallery lists: CUHK-SYSU style, otherwise
@@ -29,12 +33,12 @@ from __future__ import annotations
 
 import ps_tf.quiet  # noqa: F401  (first: keeps TensorFlow's start-up noise off stderr)
 
-import json
 import os
 
 from absl import app
 from absl import flags
 
+from ps_tf import atomic
 from ps_tf.evaluation.evaluator import SEARCH_SCORE_THRESHOLD
 
 FULL_SET_NAMES = ('full', 'all', '-1')
@@ -46,17 +50,19 @@ flags.DEFINE_string('predictions', None, 'Predictions file (.npz) to score.')
 flags.DEFINE_string('checkpoint', None, 'Compute the predictions with this trained model: a '
                     'train.py model_dir, its reid/ directory, or a stage-2 checkpoint '
                     '(.../reid/checkpoints/ckpt-N).')
-flags.DEFINE_boolean('use_gt_boxes', False, 'With --checkpoint: embed the ground-truth gallery '
-                     'boxes (score 1) instead of detections.')
-flags.DEFINE_integer('batch_size', 8, 'With --checkpoint: images per forward pass.')
+flags.DEFINE_boolean('use_gt_boxes', False, 'With --checkpoint or --saved_model: embed the '
+                     'ground-truth gallery boxes (score 1) instead of detections.')
+flags.DEFINE_integer('batch_size', 8, 'With --checkpoint or --saved_model: images per forward '
+                     'pass.')
 flags.DEFINE_enum('inference_precision', 'trained', ['trained', 'auto', 'float32', 'bfloat16'],
                   'With --checkpoint: compute precision of the model; trained = what each stage '
                   'was trained in, auto = bfloat16 on a CPU with bfloat16 units (AVX-512 BF16, '
                   'AMX) and no GPU, else float32.')
-flags.DEFINE_string('write_predictions', None, 'With --checkpoint: also write the predictions '
-                    'file (.npz) here.')
-flags.DEFINE_string('saved_model', None, 'Not supported yet: evaluate the checkpoint the '
-                    'SavedModel was exported from (--checkpoint).')
+flags.DEFINE_string('write_predictions', None, 'With --checkpoint or --saved_model: also write '
+                    'the predictions file (.npz) here.')
+flags.DEFINE_string('saved_model', None, 'Compute the predictions with an exported SavedModel '
+                    '(export/export_saved_model.py: its directory or a folder of numbered '
+                    'versions), at the detection settings it was exported with.')
 flags.DEFINE_list('gallery_sizes', [], 'CUHK-SYSU-style gallery sizes, e.g. 100 or '
                   '50,100,500,1000,2000,4000,full. Default: every size the dataset defines, then '
                   'the full set. Ignored by the PRW protocol.')
@@ -96,18 +102,37 @@ def _gallery_sizes(values: list[str]) -> list[int] | None:
 def _predict_with_checkpoint():
     """The predictions of the joint model at --checkpoint on --dataset (written on request)."""
     import tfds_builders  # noqa: F401  (registers the ps_tf datasets)
-    from ps_tf import evaluation, search_inference
-    from ps_tf.training import reid
+    from ps_tf import evaluation
+    from ps_tf.evaluation import inference
+    from ps_tf.models import loading
 
-    reid_dir, checkpoint = reid.locate_stage2(FLAGS.checkpoint)
+    reid_dir, checkpoint = loading.locate_stage2(FLAGS.checkpoint)
     precision = None if FLAGS.inference_precision == 'trained' else FLAGS.inference_precision
-    joint, image_size = reid.load_joint_model(reid_dir, checkpoint, precision=precision)
+    joint, image_size = loading.load_joint_model(reid_dir, checkpoint, precision=precision)
     print(f'computing predictions on {FLAGS.dataset} with {checkpoint or reid_dir} '
           f'({"ground-truth gallery boxes" if FLAGS.use_gt_boxes else "detections"}, '
           f'{FLAGS.inference_precision} precision)', flush=True)
-    arrays = search_inference.predict_dataset(joint, FLAGS.dataset, image_size, FLAGS.batch_size,
-                                              use_gt_boxes=FLAGS.use_gt_boxes,
-                                              data_dir=FLAGS.data_dir)
+    arrays = inference.predict_dataset(joint, FLAGS.dataset, image_size, FLAGS.batch_size,
+                                       use_gt_boxes=FLAGS.use_gt_boxes, data_dir=FLAGS.data_dir)
+    predictions = evaluation.Predictions(**arrays)
+    if FLAGS.write_predictions:
+        evaluation.write_predictions(FLAGS.write_predictions, predictions)
+        print(f'wrote {FLAGS.write_predictions}')
+    return predictions
+
+
+def _predict_with_saved_model():
+    """The predictions of the SavedModel at --saved_model on --dataset (written on request)."""
+    import tfds_builders  # noqa: F401  (registers the ps_tf datasets)
+    from ps_tf import evaluation
+    from ps_tf.evaluation import saved_model_inference
+
+    signatures = saved_model_inference.load_signatures(FLAGS.saved_model)
+    print(f'computing predictions on {FLAGS.dataset} with the SavedModel {FLAGS.saved_model} '
+          f'({"ground-truth gallery boxes" if FLAGS.use_gt_boxes else "detections"})', flush=True)
+    arrays = saved_model_inference.predict_dataset(signatures, FLAGS.dataset, FLAGS.batch_size,
+                                                   use_gt_boxes=FLAGS.use_gt_boxes,
+                                                   data_dir=FLAGS.data_dir)
     predictions = evaluation.Predictions(**arrays)
     if FLAGS.write_predictions:
         evaluation.write_predictions(FLAGS.write_predictions, predictions)
@@ -119,22 +144,23 @@ def run(argv_unused=None) -> list[dict]:
     """Evaluates as the flags say; returns the result rows (also printed and written)."""
     from ps_tf import evaluation
 
-    if FLAGS.saved_model:
-        raise app.UsageError('--saved_model evaluation is not supported yet: evaluate the '
-                             'checkpoint it was exported from with --checkpoint')
-    if not FLAGS.dataset or bool(FLAGS.predictions) == bool(FLAGS.checkpoint):
-        raise app.UsageError('--dataset and exactly one of --predictions or --checkpoint are '
-                             'required')
-    if FLAGS.use_gt_boxes and not FLAGS.checkpoint:
-        raise app.UsageError('--use_gt_boxes needs --checkpoint (a predictions file is fixed)')
+    sources = [name for name in ('predictions', 'checkpoint', 'saved_model') if FLAGS[name].value]
+    if not FLAGS.dataset or len(sources) != 1:
+        raise app.UsageError('--dataset and exactly one of --predictions, --checkpoint or '
+                             '--saved_model are required')
+    source_flag = sources[0]
+    if FLAGS.use_gt_boxes and source_flag == 'predictions':
+        raise app.UsageError('--use_gt_boxes needs --checkpoint or --saved_model (a predictions '
+                             'file is fixed)')
     convention = None if FLAGS.box_convention == 'auto' else FLAGS.box_convention
     protocol = evaluation.load_protocol(FLAGS.dataset, FLAGS.data_dir, box_convention=convention)
-    if FLAGS.checkpoint:
+    if source_flag == 'checkpoint':
         predictions = _predict_with_checkpoint()
-        source = os.path.abspath(FLAGS.checkpoint)
+    elif source_flag == 'saved_model':
+        predictions = _predict_with_saved_model()
     else:
         predictions = evaluation.read_predictions(FLAGS.predictions)
-        source = os.path.abspath(FLAGS.predictions)
+    source = os.path.abspath(FLAGS[source_flag].value)
     settings = evaluation.EvalSettings(
         gallery_sizes=_gallery_sizes(FLAGS.gallery_sizes),
         det_thresh=FLAGS.det_thresh,
@@ -145,17 +171,16 @@ def run(argv_unused=None) -> list[dict]:
     )
     rows = evaluation.evaluate_predictions(protocol, predictions, settings)
     for row in rows:
-        row['predictions' if FLAGS.predictions else 'checkpoint'] = source
-        if FLAGS.checkpoint:
+        row[source_flag] = source
+        if source_flag != 'predictions':
             row['use_gt_boxes'] = FLAGS.use_gt_boxes
+        if source_flag == 'checkpoint':
             row['inference_precision'] = FLAGS.inference_precision
         row['box_convention'] = protocol.box_convention
     print(evaluation.format_table(rows))
     if FLAGS.output_json:
-        directory = os.path.dirname(os.path.abspath(FLAGS.output_json))
-        os.makedirs(directory, exist_ok=True)
-        with open(FLAGS.output_json, 'w') as stream:
-            json.dump({'dataset': protocol.dataset, 'results': rows}, stream, indent=2)
+        atomic.write_json(FLAGS.output_json, {'dataset': protocol.dataset, 'results': rows},
+                          sort_keys=False)
         print(f'wrote {FLAGS.output_json}')
     return rows
 

@@ -24,6 +24,7 @@ from absl import app, flags
 from PIL import Image
 
 import tfds_builders  # noqa: F401  (registers the ps_tf datasets)
+from ps_tf import atomic
 from ps_tf.data import datasets as datasets_lib
 
 flags.DEFINE_string('dataset', 'synthetic_person_search/default', 'TFDS dataset with gallery and '
@@ -52,8 +53,7 @@ def _letterbox(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def write_video(path: str, frames: list[np.ndarray], fps: int = 1) -> None:
     """Frames (H, W, 3) uint8 -> an MPEG-4 video, one frame per 1/fps seconds."""
-    temporary = path + '.tmp.mp4'
-    with av.open(temporary, mode='w') as container:
+    with atomic.replacing(path) as temporary, av.open(temporary, mode='w') as container:
         stream = container.add_stream('mpeg4', rate=fps)
         stream.width, stream.height = VIDEO_SIZE
         stream.pix_fmt = 'yuv420p'
@@ -63,7 +63,6 @@ def write_video(path: str, frames: list[np.ndarray], fps: int = 1) -> None:
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    os.replace(temporary, path)
 
 
 def main(argv):

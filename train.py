@@ -53,14 +53,15 @@ import tensorflow as tf
 from absl import app, flags
 
 import tfds_builders  # noqa: F401  (registers the ps_tf datasets)
+from ps_tf import atomic
 from ps_tf import config as config_lib
+from ps_tf.models import loading, stage2
 from ps_tf.models.disjoint import DISJOINT
 from ps_tf.training import detection
 from ps_tf.training import feature_pooling
 from ps_tf.training import joint_finetune
 from ps_tf.training import pretraining
 from ps_tf.training import reid
-from ps_tf.training import stage2_models
 
 FLAGS = flags.FLAGS
 STAGES = ('pretrain', 'detection', 'features', 'reid')
@@ -127,14 +128,14 @@ def _run_reid_stage(stage: str, manual_dir, strategy) -> dict:
     pooled_dir = os.path.join(FLAGS.model_dir, 'pooled')
     if stage == 'features':
         disjoint = FLAGS.variant == DISJOINT   # crops of the images: no trunk, any stage-1 run
-        detector, detection_config, checkpoint = feature_pooling.restore_detector(
+        detector, detection_config, checkpoint = loading.restore_detector(
             detection_model_dir, variant=None if disjoint else FLAGS.variant)
         variant = DISJOINT if disjoint else detection_config.variant
         manifest = feature_pooling.pool_features(
             None if disjoint else detector.trunk, variant, detection_config.image_size,
             pooled_dir, feature_pooling.parse_dataset_list(config.reid_datasets), checkpoint,
             split=config.reid_split,
-            dtype=stage2_models.record_dtype(variant, config.pooled_dtype),
+            dtype=stage2.record_dtype(variant, config.pooled_dtype),
             images_per_shard=config.images_per_shard, batch_size=config.pooling_batch_size,
             data_dir=FLAGS.data_dir, manual_dir=manual_dir)
         return {'pooled_dir': pooled_dir, 'num_records': manifest.num_records,
@@ -206,9 +207,7 @@ def _run_all(manual_dir, strategy) -> dict:
             summary.update(metrics)
     summary['total_minutes'] = (time.perf_counter() - started) / 60
     path = os.path.join(FLAGS.model_dir, 'results.json')
-    with tf.io.gfile.GFile(path + '.tmp', 'w') as f:
-        json.dump(summary, f, indent=2, sort_keys=True)
-    tf.io.gfile.rename(path + '.tmp', path, overwrite=True)
+    atomic.write_json(path, summary)
     if 'mAP' in summary:
         dataset = _reid_config().reid_validation
         if FLAGS.joint_finetune and _joint_config().joint_validation:

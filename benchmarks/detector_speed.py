@@ -26,8 +26,8 @@ import dataclasses
 from ps_tf import config as config_lib
 from ps_tf.data import datasets
 from ps_tf.losses import detection_loss
-from ps_tf.models.anchors import anchors_per_level
-from ps_tf.training import detection
+from ps_tf.models import factory
+from ps_tf.ops.anchors import anchors_per_level
 
 flags.DEFINE_string('variant', 'J3', 'J2, J3 or J4.')
 flags.DEFINE_list('sizes', ['640', '320'], 'Square input sizes.')
@@ -54,9 +54,9 @@ def measure(variant: str, size: int, batch: int, precision: str,
             repeats: int) -> dict[str, float]:
     config = dataclasses.replace(config_lib.PRESETS['synthetic'], variant=variant,
                                  image_size=size, mixed_precision=precision)
-    model = detection.build_model(config)
+    model = factory.build_model(config)
     images = tf.random.uniform([batch, size, size, 3], 0, 255)
-    num_anchors = sum(anchors_per_level(detection.anchor_config(config), size))
+    num_anchors = sum(anchors_per_level(factory.anchor_config(config), size))
     targets = {
         'class_targets': tf.cast(tf.random.uniform([batch, num_anchors]) < 0.001, tf.float32),
         'class_weights': tf.ones([batch, num_anchors]),

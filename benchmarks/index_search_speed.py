@@ -1,5 +1,5 @@
 """Exact search over a large gallery index: time per query and peak memory of the chunked search
-(`ps_tf.search_index.top_k_cosine` on float16 embeddings memory-mapped from disk) against a
+(`ps_tf.search.index.top_k_cosine` on float16 embeddings memory-mapped from disk) against a
 naive baseline measured in the same run (all embeddings loaded as float32, one full matrix
 product per query batch, then top-k).
 
@@ -51,7 +51,7 @@ def write_index(path: str, count: int, dim: int, seed: int = 0, block: int = 100
 
 
 def run_child(method: str, workdir: str) -> dict:
-    from ps_tf.search_index import top_k_cosine
+    from ps_tf.search.index import top_k_cosine
 
     queries = np.load(os.path.join(workdir, 'queries.npy'))
     start = time.perf_counter()

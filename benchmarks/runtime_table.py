@@ -48,9 +48,10 @@ from absl import app, flags
 from ps_tf import graph_cost
 from ps_tf.models.disjoint import DISJOINT, DisjointModel, build_disjoint_embedder
 from ps_tf.models.joint import JointModel, PersonSearchModel
-from ps_tf.models.reid import build_reid_branch, roi_align
+from ps_tf.models.reid import build_reid_branch
 from ps_tf.models.retinanet import build_detector
-from ps_tf.training.detection import MIXED_PRECISION_POLICIES
+from ps_tf.ops.geometry import roi_align
+from ps_tf.precision import MIXED_PRECISION_POLICIES
 
 JOINT_VARIANTS = ('J2', 'J3', 'J4')
 DETECTOR = 'detector'

@@ -36,8 +36,8 @@ from absl import app
 from absl import flags
 
 from ps_tf.data import identity_sampler
-from ps_tf.training import pooled_features
-from ps_tf.training import pooled_manifest
+from ps_tf.data.pooled import records as pooled_records
+from ps_tf.data.pooled import manifest as pooled_manifest
 
 flags.DEFINE_string('work_dir', None, 'Where to write the pooled features (default: a temporary '
                     'directory, removed at the end).')
@@ -66,12 +66,12 @@ def write_random(directory: str, variant: str, num_identities: int, records_per_
     shape = POOLED_SHAPES[variant]
     identities = rng.permutation(np.repeat(np.arange(num_identities), records_per_identity))
     identity_map = pooled_manifest.IdentityMap(('bench', i) for i in range(num_identities))
-    writer = pooled_features.ShardedWriter(directory, num_shards=num_shards,
-                                           identity_map=identity_map, variant=variant,
-                                           pooled_shape=shape, source_checkpoint='random')
+    writer = pooled_records.ShardedWriter(directory, num_shards=num_shards,
+                                          identity_map=identity_map, variant=variant,
+                                          pooled_shape=shape, source_checkpoint='random')
     per_shard = -(-len(identities) // num_shards)
-    for shard_index, chunk in enumerate(pooled_features.split_into_shards(identities, per_shard)):
-        writer.write_shard(shard_index, (pooled_features.PooledBox(
+    for shard_index, chunk in enumerate(pooled_records.split_into_shards(identities, per_shard)):
+        writer.write_shard(shard_index, (pooled_records.PooledBox(
             rng.standard_normal(shape, np.float32), int(person_id), 'bench',
             f'{shard_index}_{i}.jpg', np.array([10.0, 20.0, 60.0, 140.0]))
             for i, person_id in enumerate(chunk)))

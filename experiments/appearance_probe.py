@@ -22,11 +22,13 @@ import tensorflow as tf
 from absl import app, flags
 
 import tfds_builders  # noqa: F401  (registers the ps_tf datasets)
-from ps_tf import evaluation, search_inference
+from ps_tf import evaluation
+from ps_tf.evaluation import inference
 from ps_tf.models.backbone import STAGE_CHANNELS, shared_level, split_resnet50
 from ps_tf.models.joint import PersonSearchModel
-from ps_tf.models.reid import roi_align, roi_size
-from ps_tf.training.feature_pooling import restore_detector
+from ps_tf.models.loading import restore_detector
+from ps_tf.models.reid import roi_size
+from ps_tf.ops.geometry import roi_align
 
 flags.DEFINE_list('trunks', None, 'name=none|weights file|stage-1 run dir,...')
 flags.DEFINE_string('dataset', 'synthetic_person_search/default', 'Dataset with gallery/query.')
@@ -77,8 +79,8 @@ def main(argv):
     for item in FLAGS.trunks:
         name, _, spec = item.partition('=')
         probe = TrunkProbe(load_trunk(spec, FLAGS.variant), FLAGS.variant)
-        arrays = search_inference.predict_dataset(probe, FLAGS.dataset, FLAGS.image_size,
-                                                  use_gt_boxes=True)
+        arrays = inference.predict_dataset(probe, FLAGS.dataset, FLAGS.image_size,
+                                           use_gt_boxes=True)
         row = evaluation.evaluate_predictions(protocol, evaluation.Predictions(**arrays),
                                               settings)[0]
         rows.append({'trunk': name, 'spec': spec, 'dataset': FLAGS.dataset,

@@ -19,6 +19,8 @@ import subprocess
 import sys
 import time
 
+from ps_tf import atomic
+
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN, EVALUATE, PREPARE = 'train.py', 'evaluate.py', 'experiments/prepare_data.py'
 
@@ -109,10 +111,7 @@ def run_step(key: str, argv: list[str], root: str) -> dict:
                               f'log: {log_path}\n' + ''.join(tail[-20:]))
     done = {'key': key, 'command': display(argv), 'minutes': minutes,
             'finished': time.strftime('%Y-%m-%d %H:%M:%S')}
-    os.makedirs(os.path.dirname(marker), exist_ok=True)
-    with open(marker + '.tmp', 'w') as stream:
-        json.dump(done, stream, indent=2)
-    os.replace(marker + '.tmp', marker)
+    atomic.write_json(marker, done, sort_keys=False)
     return done
 
 

@@ -21,6 +21,8 @@ import sys
 
 from absl import app, flags
 
+from ps_tf import atomic
+
 DOMAINS = {'in-domain': 'synthetic_person_search/default',
            'domain_b': 'synthetic_person_search/domain_b'}
 GALLERY_SIZE = 100
@@ -67,9 +69,7 @@ def main(argv):
                 rows.append({'model': name, 'domain': domain, 'boxes': boxes,
                              'mAP': row['mAP'], 'top1': row['top1'], 'det_ap': row['det_ap'],
                              'minutes': minutes})
-    with open(FLAGS.output + '.tmp', 'w') as stream:
-        json.dump(rows, stream, indent=2)
-    os.replace(FLAGS.output + '.tmp', FLAGS.output)
+    atomic.write_json(FLAGS.output, rows, sort_keys=False)
     print('| model | domain | boxes | detection AP | search mAP | top-1 | run minutes |')
     print('|---|---|---|---|---|---|---|')
     for row in rows:

@@ -18,6 +18,8 @@ from typing import Any
 
 import tensorflow as tf
 
+from ps_tf import atomic
+
 
 @dataclasses.dataclass(frozen=True)
 class DetectionConfig:
@@ -104,12 +106,8 @@ def _apply_overrides(presets: dict, preset: str, overrides: dict[str, Any]):
 def save_config(config: DetectionConfig, model_dir: str, **extra: Any) -> str:
     """Writes the resolved config as JSON next to the checkpoints (atomically); returns the
     path."""
-    tf.io.gfile.makedirs(model_dir)
     path = os.path.join(model_dir, 'config.json')
-    temporary = path + '.tmp'
-    with tf.io.gfile.GFile(temporary, 'w') as f:
-        json.dump({**dataclasses.asdict(config), **extra}, f, indent=2, sort_keys=True)
-    tf.io.gfile.rename(temporary, path, overwrite=True)
+    atomic.write_json(path, {**dataclasses.asdict(config), **extra})
     return path
 
 
@@ -122,7 +120,7 @@ class ReidConfig:
     The variant and image size come from the stage-1 run (its `config.json`). Field names differ
     from `DetectionConfig`'s so that every field of both is its own `train.py` flag. The same
     settings train the disjoint baseline's embedding network on ground-truth crops (variant
-    'Disj', `ps_tf/training/stage2_models.py`).
+    'Disj', `ps_tf/models/stage2.py`).
 
     Attributes:
         reid_datasets: comma-separated re-ID datasets ('name[/config]'), pooled from the split

@@ -30,8 +30,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from ps_tf.data.detection_parser import boxes_to_original, resize_and_pad, scale_boxes
 from ps_tf.models.joint import JointModel
+from ps_tf.ops.geometry import boxes_to_original, resize_and_pad, scale_boxes
 
 SERVING_DEFAULT = 'serving_default'
 SIGNATURE_NAMES = (SERVING_DEFAULT, 'detect_images', 'detect_examples', 'embed_boxes')
@@ -171,7 +171,7 @@ def load_serving_module(checkpoint: str, image_size: int | None = None,
         image_size: the detector's input side in pixels; None = the trained one.
         score_threshold, max_detections: detection settings; None = the trained ones.
     """
-    from ps_tf.training.reid import load_joint_model, locate_stage2
+    from ps_tf.models.loading import load_joint_model, locate_stage2
 
     reid_dir, stage2_checkpoint = locate_stage2(checkpoint)
     joint, trained_size = load_joint_model(reid_dir, stage2_checkpoint)

@@ -156,3 +156,24 @@ def test_relative_markdown_links_resolve():
                 elif anchor and resolved.suffix == '.md' and anchor not in anchors(resolved):
                     problems.append(f'{where}: {target}: no heading with the id {anchor!r}')
     assert not problems, '\n'.join(problems)
+
+
+# A path of this repository quoted as code: `ps_tf/models/loading.py`, `tfds_builders/prw/`.
+# Patterns (`tests/*/`) and placeholders (`docs/<name>.md`) do not match: `*` and `<` end them.
+CODE_PATH = re.compile(r'`((?:ps_tf|tfds_builders|export|tests|benchmarks|experiments|docs|\.ci)'
+                       r'/[\w./-]*)`')
+
+
+def test_code_paths_in_the_docs_exist():
+    """Every repository path the documentation quotes (`ps_tf/...`, `tests/...`) exists, so that
+    a reader who follows one finds the file (paths under runs/ or a user's folders are not
+    quoted this way)."""
+    problems = []
+    files = sorted({p for pattern in LINKED_MARKDOWN for p in ROOT.glob(pattern)})
+    for path in files:
+        for number, line in enumerate(_read(path).splitlines(), start=1):
+            for cited in CODE_PATH.findall(line):
+                if not (ROOT / cited.rstrip('/')).exists():
+                    problems.append(f'{path.relative_to(ROOT)}:{number}: `{cited}` does not '
+                                    f'exist')
+    assert not problems, '\n'.join(problems)

@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 from ps_tf import serving
-from ps_tf.data.detection_parser import boxes_to_original, resize_and_pad
+from ps_tf.ops.geometry import boxes_to_original, resize_and_pad
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MAX_DETECTIONS = 6
@@ -187,15 +187,15 @@ def test_grpc_requests_decode_to_the_same_outputs(loaded):
 
 def test_search_from_saved_model_equals_checkpoint(exported, tmp_path):
     model_dir, *_, path, _ = exported
-    search_cli = search_tests.search_cli
+    from ps_tf.search import pipeline
     gallery = tmp_path / 'gallery'
     gallery.mkdir()
     for seed in range(2):
         search_tests.save_png(gallery / f'{seed}.png', search_tests._gallery_image(seed))
     query = search_tests.save_png(tmp_path / 'q.png', search_tests._gallery_image(4))
-    results = [search_cli.run(model, str(gallery), str(tmp_path / name), query_image=query,
-                              query_box='8,10,24,50', top_k=5, progress=False, min_score=0.0,
-                              **settings)
+    results = [pipeline.run(model, str(gallery), str(tmp_path / name), query_image=query,
+                            query_box='8,10,24,50', top_k=5, progress=False, min_score=0.0,
+                            **settings)
                for model, name, settings in [
                    (os.path.dirname(path), 'saved', {}),
                    (model_dir, 'checkpoint', {'score_threshold': 0.0,
@@ -206,3 +206,59 @@ def test_search_from_saved_model_equals_checkpoint(exported, tmp_path):
         assert a['file'] == b['file']
         np.testing.assert_allclose(a['box'], b['box'], atol=0.02)
         assert abs(a['similarity'] - b['similarity']) < 1e-3
+
+
+def test_evaluating_the_saved_model_gives_the_checkpoints_numbers(exported, tmp_path,
+                                                                  tiny_synthetic_data_dir):
+    """evaluate.py --saved_model scores the export as the checkpoint it came from is scored (at
+    the export's detection settings): the same detections, embeddings and metrics, with
+    detections and with ground-truth boxes."""
+    import json
+    import subprocess
+    import sys
+
+    from ps_tf.evaluation import evaluator, inference, protocol, saved_model_inference
+    from ps_tf.evaluation.predictions import Predictions
+
+    _, module, export_dir, _, _ = exported
+    dataset = 'synthetic_person_search/tiny'
+    tiny = protocol.load_protocol(dataset, tiny_synthetic_data_dir)
+    signatures = saved_model_inference.load_signatures(export_dir)
+    for use_gt_boxes in (False, True):
+        saved = saved_model_inference.predict_dataset(
+            signatures, dataset, batch_size=2, use_gt_boxes=use_gt_boxes,
+            data_dir=tiny_synthetic_data_dir)
+        checkpoint = inference.predict_dataset(
+            module.joint, dataset, module.image_size, batch_size=2, use_gt_boxes=use_gt_boxes,
+            data_dir=tiny_synthetic_data_dir)
+        np.testing.assert_array_equal(saved['gallery_image_names'],
+                                      checkpoint['gallery_image_names'])
+        np.testing.assert_array_equal(saved['det_image_index'], checkpoint['det_image_index'])
+        assert len(saved['det_boxes']) > 0
+        np.testing.assert_allclose(saved['det_boxes'], checkpoint['det_boxes'], atol=0.02)
+        np.testing.assert_allclose(saved['det_scores'], checkpoint['det_scores'], atol=1e-4)
+        np.testing.assert_allclose(saved['det_embeddings'], checkpoint['det_embeddings'],
+                                   atol=1e-3)
+        np.testing.assert_allclose(saved['query_embeddings'], checkpoint['query_embeddings'],
+                                   atol=1e-3)
+    expected = evaluator.evaluate_predictions(tiny, Predictions(**checkpoint))
+    output = tmp_path / 'saved.json'
+    result = subprocess.run(
+        [sys.executable, str(ROOT / 'evaluate.py'), f'--dataset={dataset}',
+         f'--data_dir={tiny_synthetic_data_dir}', f'--saved_model={export_dir}', '--use_gt_boxes',
+         '--batch_size=2', f'--output_json={output}'],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(output.read_text())['results']
+    assert [row['gallery_size'] for row in rows] == [row['gallery_size'] for row in expected]
+    for row, reference in zip(rows, expected):
+        assert row['use_gt_boxes'] and row['saved_model'] == export_dir
+        for key in ('mAP', 'top1', 'det_ap'):
+            assert abs(row[key] - reference[key]) < 1e-6, (key, row, reference)
+
+
+def test_evaluating_a_folder_without_a_saved_model_names_it(tmp_path):
+    from ps_tf.evaluation import saved_model_inference
+
+    with pytest.raises(ValueError, match=f'{tmp_path} holds no SavedModel'):
+        saved_model_inference.load_signatures(str(tmp_path))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ps_tf import search_inference
+from ps_tf.evaluation import inference
 from ps_tf.evaluation import evaluator, predictions, protocol
 from ps_tf.models import reid
 from ps_tf.models.joint import JointModel
@@ -32,8 +32,8 @@ def tiny_protocol(tiny_synthetic_data_dir):
 
 
 def test_detections_give_a_valid_predictions_file(joint, tiny_protocol, tiny_synthetic_data_dir):
-    arrays = search_inference.predict_dataset(joint, DATASET, IMAGE, batch_size=2,
-                                              data_dir=tiny_synthetic_data_dir)
+    arrays = inference.predict_dataset(joint, DATASET, IMAGE, batch_size=2,
+                                       data_dir=tiny_synthetic_data_dir)
     assert set(arrays) == set(predictions.KEYS)
     np.testing.assert_array_equal(arrays['gallery_image_names'], tiny_protocol.gallery.names)
     num_images = len(tiny_protocol.gallery.names)
@@ -51,9 +51,9 @@ def test_detections_give_a_valid_predictions_file(joint, tiny_protocol, tiny_syn
 
 def test_ground_truth_boxes_and_queries_take_the_same_path(joint, tiny_protocol,
                                                            tiny_synthetic_data_dir):
-    arrays = search_inference.predict_dataset(joint, DATASET, IMAGE, batch_size=2,
-                                              use_gt_boxes=True,
-                                              data_dir=tiny_synthetic_data_dir)
+    arrays = inference.predict_dataset(joint, DATASET, IMAGE, batch_size=2,
+                                       use_gt_boxes=True,
+                                       data_dir=tiny_synthetic_data_dir)
     gallery = tiny_protocol.gallery
     kept = ~gallery.ignore
     np.testing.assert_array_equal(arrays['det_image_index'], gallery.box_image[kept])

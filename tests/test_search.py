@@ -1,5 +1,5 @@
 """search.py (folder, glob and video galleries; the reused and extended index) and the chunked
-exact search of `ps_tf.search_index`.
+exact search of `ps_tf.search.index`.
 
 Two models: a random-weight J4 joint model (64 px, 8-d embeddings) in train.py's directory layout
 for the pipeline (indexing, index reuse, video), and, for "finds the query at rank 1", a
@@ -9,7 +9,6 @@ random-weight ResNet cannot play that part: its embeddings of all boxes have cos
 """
 
 import dataclasses
-import importlib.util
 import io
 import json
 import os
@@ -19,20 +18,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ps_tf.search_index import GalleryIndex, SourceKey, top_k_cosine
+from ps_tf.search import media, pipeline
+from ps_tf.search import searcher as searcher_lib
+from ps_tf.search.index import GalleryIndex, SourceKey, top_k_cosine
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 IMAGE = 64
-
-
-def _load_search_cli():
-    spec = importlib.util.spec_from_file_location('search_cli', ROOT / 'search.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-search_cli = _load_search_cli()
 
 
 def random_model_dir(model_dir: str, embedding_dim: int = 8) -> str:
@@ -41,12 +32,12 @@ def random_model_dir(model_dir: str, embedding_dim: int = 8) -> str:
 
     from ps_tf import config as config_lib
     from ps_tf.models.reid import build_reid_branch
-    from ps_tf.training import detection
+    from ps_tf.models import factory
 
     config = dataclasses.replace(config_lib.PRESETS['synthetic'], variant='J4', image_size=IMAGE)
     config_lib.save_config(config, model_dir)
     tf.keras.utils.set_random_seed(0)
-    detector = detection.build_model(config)
+    detector = factory.build_model(config)
     detector(tf.zeros([1, IMAGE, IMAGE, 3]), training=False)
     source = tf.train.Checkpoint(model=detector).save(os.path.join(model_dir, 'checkpoints',
                                                                    'ckpt'))
@@ -119,7 +110,7 @@ def content_searcher(max_detections: int = 4):
         return {'embeddings': np.stack([_colour_embedding(image[int(y1):int(y2), int(x1):int(x2)])
                                         for x1, y1, x2, y2 in boxes])}
 
-    return search_cli.Searcher(detect_images, embed_boxes, 24, 'content-model')
+    return searcher_lib.Searcher(detect_images, embed_boxes, 24, 'content-model')
 
 
 def test_finds_the_query_person_at_rank_1(tmp_path):
@@ -136,8 +127,8 @@ def test_finds_the_query_person_at_rank_1(tmp_path):
         save_png(gallery / name, image)
         truth[name] = boxes
     box_flag = ','.join(str(v) for v in query_boxes[0])
-    result = search_cli.run('unused', str(gallery), str(tmp_path / 'out'), query_image=query_path,
-                            query_box=box_flag, top_k=3, searcher=content_searcher())
+    result = pipeline.run('unused', str(gallery), str(tmp_path / 'out'), query_image=query_path,
+                          query_box=box_flag, top_k=3, searcher=content_searcher())
     hits = result['hits']
     assert [hit['rank'] for hit in hits] == [1, 2, 3]
     assert os.path.basename(hits[0]['file']) == 'a.png' and hits[0]['frame_time'] is None
@@ -150,13 +141,13 @@ def test_finds_the_query_person_at_rank_1(tmp_path):
     assert sheet.size == (4 * 240, 180)    # the query and 3 hits in one row
     # The same person given as a crop: same answer.
     crop_path = save_png(tmp_path / 'crop.png', alice)
-    by_crop = search_cli.run('unused', str(gallery / '*.png'), str(tmp_path / 'out2'),
-                             query_crop=crop_path, top_k=1, searcher=content_searcher())
+    by_crop = pipeline.run('unused', str(gallery / '*.png'), str(tmp_path / 'out2'),
+                           query_crop=crop_path, top_k=1, searcher=content_searcher())
     assert os.path.basename(by_crop['hits'][0]['file']) == 'a.png'
     assert by_crop['hits'][0]['box'] == hits[0]['box']
     # Detections below --min_score (every one of this model scores 0.9) are not ranked.
-    strict = search_cli.run('unused', str(gallery), str(tmp_path / 'out3'), query_crop=crop_path,
-                            top_k=3, searcher=content_searcher(), min_score=0.95)
+    strict = pipeline.run('unused', str(gallery), str(tmp_path / 'out3'), query_crop=crop_path,
+                          top_k=3, searcher=content_searcher(), min_score=0.95)
     assert strict['hits'] == [] and strict['indexed_files'] == 3
 
 
@@ -165,8 +156,8 @@ def test_no_hits_above_min_score_says_so_and_how_to_change_it(tmp_path, capsys):
     gallery.mkdir()
     save_png(gallery / 'a.png', scene([(person(1), (4, 8)), (person(2), (60, 20))])[0])
     crop = save_png(tmp_path / 'crop.png', person(1))
-    result = search_cli.run('unused', str(gallery), str(tmp_path / 'out'), query_crop=crop,
-                            searcher=content_searcher(), min_score=0.95, progress=False)
+    result = pipeline.run('unused', str(gallery), str(tmp_path / 'out'), query_crop=crop,
+                          searcher=content_searcher(), min_score=0.95, progress=False)
     assert result['hits'] == []    # every detection of the content model scores 0.9
     for text in (result['warning'], capsys.readouterr().err):
         assert 'no hits' in text and 'below --min_score 0.95' in text
@@ -174,16 +165,16 @@ def test_no_hits_above_min_score_says_so_and_how_to_change_it(tmp_path, capsys):
     written = json.loads((tmp_path / 'out' / 'hits.json').read_text())
     assert written['hits'] == [] and written['warning'] == result['warning']
     # The suggested value ranks them; no warning then.
-    again = search_cli.run('unused', str(gallery), str(tmp_path / 'out'), query_crop=crop,
-                           searcher=content_searcher(), min_score=0.9, progress=False)
+    again = pipeline.run('unused', str(gallery), str(tmp_path / 'out'), query_crop=crop,
+                         searcher=content_searcher(), min_score=0.9, progress=False)
     assert len(again['hits']) == 2 and again['warning'] is None and again['indexed_files'] == 0
     assert 'warning' not in capsys.readouterr().err
     # A gallery without anyone in it: the detector found no one.
     empty = tmp_path / 'empty'
     empty.mkdir()
     save_png(empty / 'black.png', np.zeros((32, 32, 3), np.uint8))
-    nobody = search_cli.run('unused', str(empty), str(tmp_path / 'out2'), query_crop=crop,
-                            searcher=content_searcher(), progress=False)
+    nobody = pipeline.run('unused', str(empty), str(tmp_path / 'out2'), query_crop=crop,
+                          searcher=content_searcher(), progress=False)
     assert nobody['hits'] == [] and 'found no one' in nobody['warning']
 
 
@@ -217,12 +208,12 @@ def test_a_jpeg_gives_the_same_pixels_and_detections_as_query_and_in_the_gallery
         seen['query_embedding'] = content._embed(image_bytes=encoded.getvalue(), boxes=boxes)
         return seen['query_embedding']
 
-    searcher = search_cli.Searcher(detect_images, embed_boxes, 24, 'recording')
+    searcher = searcher_lib.Searcher(detect_images, embed_boxes, 24, 'recording')
 
     def search(box):
-        return search_cli.run('unused', str(gallery), str(tmp_path / 'out'), query_image=path,
-                              query_box=','.join(str(v) for v in box), top_k=1,
-                              searcher=searcher, progress=False)
+        return pipeline.run('unused', str(gallery), str(tmp_path / 'out'), query_image=path,
+                            query_box=','.join(str(v) for v in box), top_k=1,
+                            searcher=searcher, progress=False)
 
     result = search(boxes[0])
     np.testing.assert_array_equal(seen['query'], seen['gallery'])     # bit-identical pixels
@@ -241,7 +232,7 @@ def test_a_jpeg_gives_the_same_pixels_and_detections_as_query_and_in_the_gallery
 @pytest.fixture(scope='module')
 def searcher(tmp_path_factory):
     model_dir = random_model_dir(str(tmp_path_factory.mktemp('model')))
-    return search_cli.Searcher.load(model_dir, score_threshold=0.0, max_detections=5)
+    return searcher_lib.Searcher.load(model_dir, score_threshold=0.0, max_detections=5)
 
 
 def _gallery_image(seed: int) -> np.ndarray:
@@ -258,9 +249,9 @@ def test_index_is_reused_and_extended(searcher, tmp_path):
     index_path = str(tmp_path / 'index' / 'gallery.npz')
 
     def search():
-        return search_cli.run('unused', str(gallery), str(tmp_path / 'out'), query_image=query,
-                              query_box='10,10,30,50', index=index_path, top_k=4,
-                              searcher=searcher, progress=False, min_score=0.0)
+        return pipeline.run('unused', str(gallery), str(tmp_path / 'out'), query_image=query,
+                            query_box='10,10,30,50', index=index_path, top_k=4,
+                            searcher=searcher, progress=False, min_score=0.0)
 
     first = search()
     assert first['indexed_files'] == 2 and first['model_calls'] == 3   # 2 images + the query
@@ -305,15 +296,15 @@ def test_video_gallery(searcher, tmp_path):
                     background=50)[0] for t in range(10)]
     video = str(tmp_path / 'walk.mp4')
     _write_video(video, frames, rate=5)
-    sampled = list(search_cli.video_frames(video, fps=2.5))
+    sampled = list(media.video_frames(video, fps=2.5))
     assert [t for t, _ in sampled] == pytest.approx([0.0, 0.4, 0.8, 1.2, 1.6])
     assert sampled[0][1].shape == (64, 96, 3) and sampled[0][1].dtype == np.uint8
     # Lossy coding, but the first frame is close to what was written.
     assert np.abs(sampled[0][1].astype(int) - frames[0]).mean() < 12
     query = save_png(tmp_path / 'query.png', frames[0])
-    result = search_cli.run('unused', video, str(tmp_path / 'out'), query_image=query,
-                            query_box='4,12,20,52', top_k=3, fps=2.5, searcher=searcher,
-                            progress=False, min_score=0.0)
+    result = pipeline.run('unused', video, str(tmp_path / 'out'), query_image=query,
+                          query_box='4,12,20,52', top_k=3, fps=2.5, searcher=searcher,
+                          progress=False, min_score=0.0)
     assert result['indexed_files'] == 1 and result['model_calls'] == 3   # 5 frames in 2 batches
     index = GalleryIndex.load(result['index'])
     assert sorted(set(index.detections['det_time'].round(3))) == [0.0, 0.4, 0.8, 1.2, 1.6]
@@ -330,11 +321,11 @@ def test_bad_query_and_gallery(searcher, tmp_path):
     save_png(tmp_path / 'a.png', _gallery_image(0))
     for box in ('10,10,5,50', '1,2,3', 'a,b,c,d'):
         with pytest.raises(ValueError, match='x1,y1,x2,y2'):
-            search_cli.query_embedding(searcher, str(tmp_path / 'a.png'), box)
+            searcher_lib.query_embedding(searcher, str(tmp_path / 'a.png'), box)
     with pytest.raises(ValueError, match='either --query_crop or --query_image'):
-        search_cli.query_embedding(searcher)
+        searcher_lib.query_embedding(searcher)
     with pytest.raises(ValueError, match='no images'):
-        search_cli.list_gallery(str(tmp_path / 'nothing' / '*.png'))
+        media.list_gallery(str(tmp_path / 'nothing' / '*.png'))
 
 
 # --------------------------------------------------------------------- index and exact search
@@ -394,7 +385,7 @@ def _clustered(rng, count, dim=32, clusters=200):
 
 def test_hnsw_search_agrees_with_exact_and_caches_its_graph(tmp_path):
     pytest.importorskip('faiss')
-    from ps_tf.search_index import top_k_hnsw
+    from ps_tf.search.index import top_k_hnsw
     rng = np.random.default_rng(0)
     embeddings = _clustered(rng, 5000)
     queries = _clustered(rng, 20)
@@ -422,9 +413,9 @@ def test_search_command_with_approximate_search(tmp_path):
     gallery.mkdir()
     save_png(gallery / 'a.png', scene([(bob, (4, 8)), (alice, (70, 30))])[0])
     save_png(gallery / 'b.png', scene([(bob, (30, 20))])[0])
-    result = search_cli.run('unused', str(gallery), str(tmp_path / 'out'),
-                            query_image=save_png(tmp_path / 'q.png', query),
-                            query_box=','.join(str(v) for v in query_boxes[0]), top_k=2,
-                            searcher=content_searcher(), ann_ef_search=64)
+    result = pipeline.run('unused', str(gallery), str(tmp_path / 'out'),
+                          query_image=save_png(tmp_path / 'q.png', query),
+                          query_box=','.join(str(v) for v in query_boxes[0]), top_k=2,
+                          searcher=content_searcher(), ann_ef_search=64)
     assert os.path.basename(result['hits'][0]['file']) == 'a.png'
     assert result['hits'][0]['similarity'] > 0.999

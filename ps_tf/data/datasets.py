@@ -28,8 +28,8 @@ from absl import logging
 
 from ps_tf.data.decoder import decode_example, partial_decoding
 from ps_tf.data.detection_parser import DEFAULT_MAX_OBJECTS, EvalParser, TrainParser
-from ps_tf.models.anchor_labeler import AnchorLabeler
-from ps_tf.models.anchors import AnchorConfig
+from ps_tf.ops.anchor_labeler import AnchorLabeler
+from ps_tf.ops.anchors import AnchorConfig
 
 DEFAULT_SHUFFLE_BUFFER = 512
 

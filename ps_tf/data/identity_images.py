@@ -47,12 +47,12 @@ import tensorflow_datasets as tfds
 
 from ps_tf.data import datasets as datasets_lib
 from ps_tf.data.decoder import decode_example, partial_decoding
-from ps_tf.data.detection_parser import DEFAULT_MAX_OBJECTS, TrainParser, flip_left_right, \
-    resize_and_pad, scale_boxes
+from ps_tf.data.detection_parser import DEFAULT_MAX_OBJECTS, TrainParser
 from ps_tf.data.identity_sampler import IdentityBalancedSampler
-from ps_tf.models.anchors import AnchorConfig
-from ps_tf.training.pooled_index import HEADER_BYTES, framed_size
-from ps_tf.training.pooled_manifest import NO_IDENTITY, IdentityMap
+from ps_tf.data.pooled.index import HEADER_BYTES, framed_size
+from ps_tf.data.pooled.manifest import NO_IDENTITY, IdentityMap
+from ps_tf.ops.anchors import AnchorConfig
+from ps_tf.ops.geometry import flip_left_right, resize_and_pad, scale_boxes
 
 
 @dataclasses.dataclass(frozen=True)

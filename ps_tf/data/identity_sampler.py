@@ -27,7 +27,7 @@ Designs that stream the files cannot balance identities with bounded memory: a s
 not identity-balanced, and collecting K samples per identity while streaming holds up to
 (identities x K) features, i.e. grows with the dataset; one reader per identity means thousands of
 open readers. Instead the writer records each record's byte offset and length in a per-shard index
-(`ps_tf.training.pooled_index`), and the pipeline is
+(`ps_tf.data.pooled.index`), and the pipeline is
 
     sampler (Python generator: record ids (P*K,) int64 per batch; computing them is cheap)
       -> map (parallel, deterministic): read those P*K records by seek + read (`RecordReader`),
@@ -52,9 +52,9 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from ps_tf.training import pooled_features
-from ps_tf.training import pooled_index
-from ps_tf.training import pooled_manifest
+from ps_tf.data.pooled import records as pooled_records
+from ps_tf.data.pooled import index as pooled_index
+from ps_tf.data.pooled import manifest as pooled_manifest
 
 
 class IdentityBalancedSampler:
@@ -189,7 +189,7 @@ def identity_balanced_dataset(manifest: pooled_manifest.PooledManifest,
         serialized, expected_labels = tf.numpy_function(
             lambda ids: (reader.read(ids), index.label[ids]), [ids], (tf.string, tf.int64),
             stateful=False)
-        parsed = pooled_features.parse_pooled_example(
+        parsed = pooled_records.parse_pooled_example(
             tf.ensure_shape(serialized, [batch_size]), manifest.pooled_shape, manifest.dtype)
         check = tf.debugging.assert_equal(
             tf.cast(parsed['label'], tf.int64), expected_labels,

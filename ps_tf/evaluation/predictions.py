@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 import zipfile
 
 import numpy as np
+
+from ps_tf import atomic
 
 KEYS = ('gallery_image_names', 'det_image_index', 'det_boxes', 'det_scores', 'det_embeddings',
         'query_embeddings')
@@ -142,15 +143,9 @@ def write_predictions(path: str, predictions: Predictions) -> None:
     predictions.validate()
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(suffix='.npz', dir=directory)
-    try:
-        with os.fdopen(handle, 'wb') as stream:
+    with atomic.replacing(path) as temporary:
+        with open(temporary, 'wb') as stream:
             np.savez(stream, **{key: getattr(predictions, key) for key in KEYS})
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
 
 
 def _what_instead_of_npz(path: str) -> str | None:

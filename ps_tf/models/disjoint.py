@@ -19,8 +19,9 @@ import tensorflow as tf
 
 from ps_tf.models.backbone import ResNetPreprocess, resnet50
 from ps_tf.models.joint import PersonSearchModel
-from ps_tf.models.reid import SNIPPET_SIZE, roi_align
+from ps_tf.models.reid import SNIPPET_SIZE
 from ps_tf.models.retinanet import RetinaNetDetector
+from ps_tf.ops.geometry import roi_align
 
 DISJOINT = 'Disj'
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from ps_tf.models.reid import ReidBranch, roi_align, roi_size
+from ps_tf.models.reid import ReidBranch, roi_size
 from ps_tf.models.retinanet import RetinaNetDetector
+from ps_tf.ops.geometry import roi_align
 
 
 class PersonSearchModel(tf.Module):

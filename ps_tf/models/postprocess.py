@@ -12,7 +12,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from ps_tf.models.anchors import AnchorConfig, BoxCoder, generate_anchors
+from ps_tf.ops.anchors import AnchorConfig, BoxCoder, generate_anchors
 
 
 MIN_INSIDE = 0.5   # a box with less of its area inside the image is dropped

@@ -38,28 +38,6 @@ def pooled_shape(variant: str) -> tuple[int, int, int]:
     return height, width, STAGE_CHANNELS[shared_level(variant)]
 
 
-def roi_align(feature_map: tf.Tensor, boxes_yxyx: tf.Tensor, box_image_index: tf.Tensor,
-              image_size: int, crop_size: tuple[int, int]) -> tf.Tensor:
-    """Bilinear ROI align of pixel boxes on a feature map of the padded square input.
-
-    Args:
-        feature_map: (B, h, w, c) the shared map of B images of side `image_size`.
-        boxes_yxyx: (M, 4) pixel ymin, xmin, ymax, xmax in the padded square model input.
-        box_image_index: (M,) int32, the image (row of `feature_map`) of each box.
-        image_size: side S of the square model input, pixels.
-        crop_size: (height, width) of the output, e.g. `roi_size(variant)`.
-
-    Returns:
-        (M, crop_height, crop_width, c) float32 pooled features (M may be 0).
-    """
-    if image_size <= 0:
-        raise ValueError(f'image_size must be positive, got {image_size}')
-    normalised = tf.cast(tf.reshape(boxes_yxyx, [-1, 4]), tf.float32) / float(image_size)
-    return tf.image.crop_and_resize(tf.cast(feature_map, tf.float32), normalised,
-                                    tf.cast(tf.reshape(box_image_index, [-1]), tf.int32),
-                                    list(crop_size), method='bilinear')
-
-
 class ReidBranch(tf.keras.Model):
     """Pooled features (M, h, w, c) -> embeddings (M, E).
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from ps_tf.models.anchors import AnchorConfig
 from ps_tf.models.backbone import shared_level, split_resnet50
 from ps_tf.models.fpn import FeaturePyramid
 from ps_tf.models.heads import RetinaNetHead
 from ps_tf.models.postprocess import DetectionGenerator
+from ps_tf.ops.anchors import AnchorConfig
 
 
 class RetinaNetDetector(tf.keras.Model):

@@ -27,59 +27,11 @@ from ps_tf import visualization
 from ps_tf.config import DetectionConfig, save_config
 from ps_tf.data import datasets as datasets_lib
 from ps_tf.losses import detection_loss
-from ps_tf.models.anchors import AnchorConfig
-from ps_tf.models.retinanet import RetinaNetDetector, build_detector
+from ps_tf.models.factory import anchor_config, build_model
+from ps_tf.precision import resolve_mixed_precision
 from ps_tf.schedules import LinearCosineDecayWithWarmup
 from ps_tf.training import detection_validation
 from ps_tf.training.checkpoints import save_checkpoint
-
-
-def anchor_config(config: DetectionConfig) -> AnchorConfig:
-    return AnchorConfig(anchor_size=config.anchor_size)
-
-
-MIXED_PRECISION_POLICIES = {'float32': 'float32', 'bfloat16': 'mixed_bfloat16'}
-
-
-def cpu_has_bfloat16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), where oneDNN runs a
-    bfloat16 ResNet several times faster than float32; elsewhere bfloat16 is emulated and slow."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return ' avx512_bf16' in flags or ' amx_bf16' in flags
-
-
-def resolve_mixed_precision(setting: str) -> str:
-    """'auto' -> 'bfloat16' on a machine without GPUs whose CPU has bfloat16 units, else
-    'float32'; other settings are returned as they are (and checked)."""
-    if setting == 'auto':
-        on_cpu = not tf.config.list_physical_devices('GPU')
-        return 'bfloat16' if on_cpu and cpu_has_bfloat16() else 'float32'
-    if setting not in MIXED_PRECISION_POLICIES:
-        raise ValueError(f"mixed_precision must be 'auto' or one of "
-                         f'{sorted(MIXED_PRECISION_POLICIES)}, got {setting!r}')
-    return setting
-
-
-def build_model(config: DetectionConfig) -> RetinaNetDetector:
-    """The detector the config describes (call inside the strategy scope).
-
-    Layers take the Keras dtype policy that is global when they are built, so the policy of
-    `config.mixed_precision` is set for the build only and the previous one restored after.
-    """
-    precision = resolve_mixed_precision(config.mixed_precision)
-    previous = tf.keras.mixed_precision.global_policy()
-    tf.keras.mixed_precision.set_global_policy(MIXED_PRECISION_POLICIES[precision])
-    try:
-        return build_detector(config.variant, weights=config.weights,
-                              freeze_batch_norm=config.freeze_batch_norm,
-                              head_batch_norm=config.head_batch_norm,
-                              anchor_config=anchor_config(config))
-    finally:
-        tf.keras.mixed_precision.set_global_policy(previous)
 
 
 def steps_per_epoch(config: DetectionConfig, data_dir: str | None, manual_dir=None) -> int:

@@ -11,9 +11,9 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from ps_tf.data.detection_parser import boxes_to_original
 from ps_tf.evaluation import detection as detection_eval
 from ps_tf.evaluation import protocol as protocol_lib
+from ps_tf.ops.geometry import boxes_to_original
 
 
 @dataclasses.dataclass

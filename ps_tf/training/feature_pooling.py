@@ -4,14 +4,14 @@ ground-truth box of the re-ID dataset(s), written as pooled-feature TFRecords
 
 Every image is read as the detector reads it (`resize_and_pad` at the detector's `image_size`); its
 ground-truth boxes (`objects/bbox`, clipped to the image) are scaled to the padded square
-(`scale_boxes`) and ROI-aligned on the trunk's last map (`ps_tf.models.reid.roi_align`) to the
+(`scale_boxes`) and ROI-aligned on the trunk's last map (`ps_tf.ops.geometry.roi_align`) to the
 variant's pooled size. Boxes without an identity (person_id -1, ignore regions included) are not
 written. Identities are the global labels of an `IdentityMap` over all the re-ID datasets, so they
 stay unique when several datasets are aggregated.
 
 The disjoint baseline (variant 'Disj') goes through the same code: its "features" are the
 ground-truth boxes cropped from the padded input image itself (no trunk) at 256 x 128, as
-`DisjointModel` crops detections, and stored as uint8 images (`stage2_models`).
+`DisjointModel` crops detections, and stored as uint8 images (`ps_tf.models.stage2`).
 
 Work units and resume. The images of each dataset are taken in TFDS' deterministic file order and
 cut into contiguous ranges of `images_per_shard` (`split_into_shards`); shard i of the run reads
@@ -23,7 +23,6 @@ in features of another checkpoint, variant or dtype.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from typing import Iterator, Sequence
 
@@ -34,15 +33,12 @@ from absl import logging
 
 from ps_tf.data import datasets as datasets_lib
 from ps_tf.data.decoder import decode_example
-from ps_tf.data.detection_parser import resize_and_pad, scale_boxes
-from ps_tf.config import DetectionConfig, load_detection_config
+from ps_tf.data.pooled import records as pooled_records
+from ps_tf.data.pooled import manifest as pooled_manifest
 from ps_tf.models.backbone import shared_level
 from ps_tf.models.disjoint import DISJOINT
-from ps_tf.models.reid import SNIPPET_SIZE, pooled_shape, roi_align, roi_size
-from ps_tf.models.retinanet import RetinaNetDetector
-from ps_tf.training import pooled_features
-from ps_tf.training import pooled_manifest
-from ps_tf.training.detection import build_model
+from ps_tf.models.reid import SNIPPET_SIZE, pooled_shape, roi_size
+from ps_tf.ops.geometry import resize_and_pad, roi_align, scale_boxes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,96 +52,6 @@ class ShardWork:
     @property
     def tfds_split(self) -> str:
         return f'{self.split}[{self.start}:{self.end}]'
-
-
-def restore_detector(detection_model_dir: str, checkpoint: str | None = None,
-                     variant: str | None = None, precision: str | None = None
-                     ) -> tuple[RetinaNetDetector, DetectionConfig, str]:
-    """The stage-1 detector of a run directory, restored from its latest (or a given) checkpoint.
-
-    Args:
-        detection_model_dir: the stage-1 run (`config.json`, `checkpoints/`).
-        checkpoint: a checkpoint path; None = the run's latest.
-        variant: the variant to return it as (None = the run's own). The detector is the same
-            network for J2, J3 and J4 (the variant only says where the re-ID branch leaves it),
-            so one stage-1 run serves all three (`with_variant`).
-        precision: compute precision to restore it in, 'float32', 'bfloat16' or 'auto' (as
-            `DetectionConfig.mixed_precision`); None = the run's own. Variables are float32 in
-            every precision, so any checkpoint restores in any precision.
-
-    Returns:
-        (detector, its config (with `variant`), the checkpoint path restored).
-
-    Raises:
-        ValueError: no config or no checkpoint.
-    """
-    config = load_detection_config(detection_model_dir)
-    if precision:
-        config = dataclasses.replace(config, mixed_precision=precision)
-    checkpoint = checkpoint or tf.train.latest_checkpoint(
-        os.path.join(detection_model_dir, 'checkpoints'))
-    if not checkpoint:
-        raise ValueError(f'no stage-1 checkpoint in {detection_model_dir}/checkpoints: train the '
-                         f'detector first (train.py --stage=detection)')
-    detector = _built(config)
-    tf.train.Checkpoint(model=detector).restore(checkpoint).expect_partial() \
-        .assert_existing_objects_matched()
-    logging.info('restored the %s detector from %s', config.variant, checkpoint)
-    if variant and variant != config.variant:
-        detector = with_variant(detector, config, variant)
-        config = dataclasses.replace(config, variant=variant)
-    return detector, config, checkpoint
-
-
-def _built(config: DetectionConfig) -> RetinaNetDetector:
-    detector = build_model(dataclasses.replace(config, weights='none'))
-    detector(tf.zeros([1, config.image_size, config.image_size, 3]), training=False)
-    return detector
-
-
-def layers_with_weights(model: tf.keras.Model) -> dict[str, tf.keras.layers.Layer]:
-    """The leaf layers of a (nested) model that hold weights, by name."""
-    found = {}
-    for layer in model.layers:
-        if isinstance(layer, tf.keras.Model):
-            found.update(layers_with_weights(layer))
-        elif layer.weights:
-            found[layer.name] = layer
-    return found
-
-
-def with_variant(detector: RetinaNetDetector, config: DetectionConfig,
-                 variant: str) -> RetinaNetDetector:
-    """The same trained detector, split for another variant: its ResNet-50 layers are copied by
-    name into the trunk / rest of `variant`, the pyramid and head one to one.
-
-    Raises:
-        ValueError: the two networks' weights do not correspond (never for J2/J3/J4 of one
-            config).
-    """
-    target = _built(dataclasses.replace(config, variant=variant))
-    source_layers = {**layers_with_weights(detector.trunk), **layers_with_weights(detector.rest)}
-    target_layers = {**layers_with_weights(target.trunk), **layers_with_weights(target.rest)}
-    if set(source_layers) != set(target_layers):
-        raise ValueError(f'cannot split the {detector.variant} detector as {variant}: ResNet '
-                         f'layers differ ({sorted(set(source_layers) ^ set(target_layers))[:5]})')
-    pairs = [(s, t) for name in source_layers
-             for s, t in zip(source_layers[name].weights, target_layers[name].weights)]
-    for part in ('fpn', 'head'):
-        source, destination = getattr(detector, part).weights, getattr(target, part).weights
-        if len(source) != len(destination):
-            raise ValueError(f'cannot split the {detector.variant} detector as {variant}: its '
-                             f'{part} has {len(source)} weights, the new one {len(destination)}')
-        pairs += list(zip(source, destination))
-    if len(pairs) != len(target.weights):
-        raise ValueError(f'{len(pairs)} of the {variant} detector\'s {len(target.weights)} '
-                         f'weights have a counterpart in the {detector.variant} detector')
-    for source, destination in pairs:
-        if source.shape != destination.shape:
-            raise ValueError(f'{source.name} {source.shape} vs {destination.name} '
-                             f'{destination.shape}: not the same network')
-        destination.assign(source)
-    return target
 
 
 def parse_dataset_list(spec: str) -> list[str]:
@@ -187,7 +93,7 @@ def plan_shards(datasets: Sequence[str], split: str, images_per_shard: int,
     shards, person_ids = [], {}
     for dataset in sorted(datasets):
         num_images, person_ids[dataset] = read_person_ids(dataset, split, data_dir, manual_dir)
-        ranges = pooled_features.split_into_shards(list(range(num_images)), images_per_shard)
+        ranges = pooled_records.split_into_shards(list(range(num_images)), images_per_shard)
         shards += [ShardWork(dataset, split, r[0], r[-1] + 1) for r in ranges if r]
     identity_map = pooled_manifest.IdentityMap.from_person_ids(person_ids)
     if not len(identity_map):
@@ -257,7 +163,7 @@ class FeaturePooler:
         return roi_align(shared, boxes_yxyx, box_image_index, self.image_size, self._roi_size)
 
     def pool_shard(self, work: ShardWork, batch_size: int, data_dir: str | None = None,
-                   manual_dir=None) -> Iterator[pooled_features.PooledBox]:
+                   manual_dir=None) -> Iterator[pooled_records.PooledBox]:
         """The `PooledBox`es of the labelled boxes of one shard's images, in image order."""
         for batch in _pooling_input(work, self.image_size, batch_size, data_dir,
                                     manual_dir).as_numpy_iterator():
@@ -268,7 +174,7 @@ class FeaturePooler:
                                  tf.constant(batch['boxes'][image_index, slot]),
                                  tf.constant(image_index.astype(np.int32))).numpy()
             for feature, i, k in zip(features, image_index, slot):
-                yield pooled_features.PooledBox(
+                yield pooled_records.PooledBox(
                     feature=feature, identity=int(batch['person_id'][i, k]),
                     dataset=work.dataset, image_name=batch['filename'][i].decode(),
                     box=batch['annotated_boxes'][i, k].astype(np.float64))
@@ -296,7 +202,7 @@ def pool_features(trunk: tf.keras.Model | None, variant: str, image_size: int, o
     """
     shards, identity_map = plan_shards(datasets, split, images_per_shard, data_dir, manual_dir)
     pooler = FeaturePooler(trunk, variant, image_size)
-    writer = pooled_features.ShardedWriter(
+    writer = pooled_records.ShardedWriter(
         output_dir, num_shards=len(shards), identity_map=identity_map, variant=variant,
         pooled_shape=pooler.pooled_shape, source_checkpoint=source_checkpoint, dtype=dtype,
         metadata={'image_size': image_size, 'split': split, 'datasets': sorted(datasets),

@@ -43,49 +43,24 @@ so evaluate.py, search.py and the export use the fine-tuned model.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
 
 import tensorflow as tf
-import tensorflow_addons as tfa
 from absl import logging
 
 from ps_tf.config import JointConfig, save_config
 from ps_tf.data.identity_images import identity_image_dataset, index_images
-from ps_tf.losses import detection_loss
+from ps_tf.evaluation.inference import search_metrics
+from ps_tf.losses import HARD, detection_loss, triplet_loss, triplet_statistics
 from ps_tf.models.disjoint import DISJOINT
 from ps_tf.models.joint import JointModel
+from ps_tf.models.loading import JOINT_STAGE, finished_checkpoint, load_joint_model, read_json
 from ps_tf.schedules import LinearCosineDecayWithWarmup
-from ps_tf.training import reid as reid_training
 from ps_tf.training.checkpoints import save_checkpoint
 
-STAGE = 'joint'
-
-
-def _read_json(path: str) -> dict:
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
-
-
-def _checkpoint_step(checkpoint: str) -> int:
-    """The step in a CheckpointManager name (`.../ckpt-<step>`)."""
-    return int(checkpoint.rsplit('-', 1)[-1])
-
-
-def finished_checkpoint(directory: str) -> str | None:
-    """The checkpoint of a finished training directory (a stage-2 or a joint one: `config.json`
-    with `total_steps`, `checkpoints/`): the latest checkpoint if it is at the last step, else
-    None."""
-    config_path = os.path.join(directory, 'config.json')
-    if not tf.io.gfile.exists(config_path):
-        return None
-    latest = tf.train.latest_checkpoint(os.path.join(directory, 'checkpoints'))
-    total = _read_json(config_path).get('total_steps')
-    if latest and total is not None and _checkpoint_step(latest) >= total:
-        return latest
-    return None
+STAGE = JOINT_STAGE
 
 
 def joint_losses(model: JointModel, images: tf.Tensor, targets: dict[str, tf.Tensor],
@@ -124,7 +99,7 @@ def joint_losses(model: JointModel, images: tf.Tensor, targets: dict[str, tf.Ten
     if normalize:
         embeddings = tf.math.l2_normalize(embeddings, axis=-1)
     box_labels = tf.boolean_mask(labels, labelled)
-    reid = tfa.losses.triplet_hard_loss(box_labels, embeddings, margin=margin)
+    reid = triplet_loss(HARD, box_labels, embeddings, margin)
     return {'class_loss': detection['class_loss'], 'box_loss': detection['box_loss'],
             'detection_loss': detection['total_loss'], 'reid_loss': reid,
             'total_loss': detection['total_loss'] + reid_weight * reid,
@@ -160,7 +135,7 @@ class JointTrainer:
         if not self.reid_checkpoint:
             raise ValueError(f'{reid_dir} holds no finished stage 2 (config.json and a checkpoint '
                              f'at its last step): run train.py --stage=reid first')
-        self.reid_config = _read_json(os.path.join(reid_dir, 'config.json'))
+        self.reid_config = read_json(os.path.join(reid_dir, 'config.json'))
         if self.reid_config.get('variant') == DISJOINT:
             raise ValueError('joint fine-tuning needs a joint model (J2/J3/J4): the disjoint '
                              'baseline shares no trunk between detection and re-ID')
@@ -181,7 +156,7 @@ class JointTrainer:
             config.joint_learning_rate, self.total_steps,
             warmup_steps=min(config.joint_warmup_steps, self.total_steps))
         with self.strategy.scope():
-            joint, self.image_size = reid_training.load_joint_model(
+            joint, self.image_size = load_joint_model(
                 reid_dir, self.reid_checkpoint, detection_model_dir)
             self.joint: JointModel = joint
             if config.joint_optimizer == 'sgd':
@@ -241,8 +216,8 @@ class JointTrainer:
             gradients = [None if g is None else tf.where(finite, g, tf.zeros_like(g))
                          for g in gradients]
             self.optimizer.apply_gradients(zip(gradients, self.variables))
-            statistics = reid_training.triplet_statistics(losses['embeddings'], losses['labels'],
-                                                          margin)
+            statistics = triplet_statistics(losses['embeddings'], losses['labels'],
+                                            margin)
             return {**{k: v for k, v in losses.items() if k.endswith('loss')},
                     'weight_decay': decay, 'finite': tf.cast(finite, tf.float32),
                     'boxes': tf.cast(tf.size(losses['labels']), tf.float32), **statistics}
@@ -333,8 +308,8 @@ class JointTrainer:
         dataset = self.config.joint_validation
         if not dataset:
             return {}
-        metrics = reid_training.search_metrics(self.joint, dataset, self.image_size,
-                                               self.batch_size, self.data_dir, self.manual_dir)
+        metrics = search_metrics(self.joint, dataset, self.image_size,
+                                 self.batch_size, self.data_dir, self.manual_dir)
         writer = tf.summary.create_file_writer(os.path.join(self.output_dir, 'validation'))
         with writer.as_default(step=self.step):
             for name, value in metrics.items():

@@ -28,11 +28,12 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
+from ps_tf import atomic
 from ps_tf.config import PretrainConfig, save_config
 from ps_tf.data import datasets as datasets_lib
 from ps_tf.models.backbone import ResNetPreprocess, resnet50
+from ps_tf.precision import MIXED_PRECISION_POLICIES, resolve_mixed_precision
 from ps_tf.schedules import LinearCosineDecayWithWarmup
-from ps_tf.training.detection import MIXED_PRECISION_POLICIES, resolve_mixed_precision
 
 WEIGHTS_FILE = 'resnet50.h5'
 ATTRIBUTE_CLASSES = {'upper': 10, 'lower': 8, 'pattern': 4, 'build': 3, 'accessory': 4,
@@ -168,13 +169,9 @@ def pretrain_backbone(config: PretrainConfig, output_dir: str,
     results = {k: float(v) for k, v in metrics.items()}
     results.update(resumed_at_step=progress.first_step,
                    minutes=(time.perf_counter() - started) / 60)
-    temporary = os.path.join(output_dir, 'resnet50.tmp.h5')
-    backbone.save_weights(temporary)
-    tf.io.gfile.rename(temporary, final, overwrite=True)
-    results_path = os.path.join(output_dir, 'results.json')
-    with tf.io.gfile.GFile(results_path + '.tmp', 'w') as f:
-        json.dump(results, f, indent=2, sort_keys=True)
-    tf.io.gfile.rename(results_path + '.tmp', results_path, overwrite=True)
+    with atomic.replacing(final) as temporary:
+        backbone.save_weights(temporary)
+    atomic.write_json(os.path.join(output_dir, 'results.json'), results)
     accuracies = {k[:-len('_accuracy')]: v for k, v in results.items()
                   if k.endswith('_accuracy')}
     print('pretraining validation accuracy: ' + ', '.join(

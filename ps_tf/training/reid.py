@@ -7,7 +7,7 @@
   features were pooled with (the manifest's `source_checkpoint`). The shared trunk is not part of
   this graph at all (its output was pooled beforehand), so no gradient can reach it. For the
   disjoint baseline (a manifest of variant 'Disj': ground-truth crops), a `DisjointEmbedder`, a
-  whole ResNet-50 initialised from the detector's (`stage2_models`), trained the same way.
+  whole ResNet-50 initialised from the detector's (`ps_tf.models.stage2`), trained the same way.
 - Losses: TFA's semi-hard triplet loss for `semi_hard_epochs`, then TFA's batch-hard triplet loss
   for `hard_epochs` (the paper: 350 + 350), both with the same margin, on the L2-normalised
   embeddings (`normalize_for_loss`, default; TFA's losses expect them) or the raw ones. The
@@ -21,108 +21,33 @@
 - TensorBoard under `<output_dir>/train`: the triplet loss, the fraction of valid triplets
   (anchor, positive, negative) with a non-zero hinge, mean positive and negative distances, the
   mean embedding norm, the learning rate and samples/s; under `<output_dir>/validation`: search mAP
-  and top-1 of the joint model on a dataset's gallery/query splits (`search_metrics`).
+  and top-1 of the joint model on a dataset's gallery/query splits
+  (`ps_tf.evaluation.inference.search_metrics`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
 
 import tensorflow as tf
-import tensorflow_addons as tfa
 from absl import logging
 
 from ps_tf.config import ReidConfig, save_config
 from ps_tf.data.identity_sampler import IdentityBalancedSampler, identity_balanced_dataset
+from ps_tf.data.pooled import manifest as pooled_manifest
+from ps_tf.evaluation.inference import search_metrics
+from ps_tf.losses import HARD, SEMI_HARD, triplet_loss, triplet_statistics
+from ps_tf.models import stage2
 from ps_tf.models.disjoint import DISJOINT, DisjointEmbedder
 from ps_tf.models.joint import PersonSearchModel
+from ps_tf.models.loading import restore_detector
 from ps_tf.models.reid import ReidBranch
 from ps_tf.models.retinanet import RetinaNetDetector
+from ps_tf.precision import keras_policy
 from ps_tf.schedules import LinearCosineDecayWithWarmup, PhasedSchedule
-from ps_tf.training import pooled_manifest
-from ps_tf.training import stage2_models
 from ps_tf.training.checkpoints import save_checkpoint
-from ps_tf.training.detection import MIXED_PRECISION_POLICIES, resolve_mixed_precision
-from ps_tf.training.feature_pooling import restore_detector
-
-SEMI_HARD, HARD = 'semi_hard', 'hard'
-HEADLINE_GALLERY_SIZE = 100   # CUHK-SYSU's standard gallery size
-
-
-def reid_policy(setting: str) -> str:
-    """The Keras dtype policy of a `reid_mixed_precision` setting ('auto' resolved as in stage
-    1)."""
-    return MIXED_PRECISION_POLICIES[resolve_mixed_precision(setting)]
-
-
-def triplet_statistics(embeddings: tf.Tensor, labels: tf.Tensor,
-                       margin: float) -> dict[str, tf.Tensor]:
-    """Batch statistics of the triplets, with TFA's distance (Euclidean, not squared).
-
-    Args:
-        embeddings: (B, E) float32 unnormalised embeddings.
-        labels: (B,) int identity labels.
-        margin: the triplet margin.
-
-    Returns:
-        Scalars: `nonzero_triplets` (fraction of the valid (a, p, n) triplets with
-        d(a, p) - d(a, n) + margin > 0), `positive_distance` and `negative_distance` (mean over
-        positive / negative pairs), `embedding_norm` (mean L2 norm).
-    """
-    distances = tfa.losses.metric_learning.pairwise_distance(embeddings, squared=False)
-    labels = tf.reshape(labels, [-1])
-    same = tf.equal(labels[:, None], labels[None, :])
-    positive = tf.logical_and(same, tf.logical_not(tf.eye(tf.shape(labels)[0], dtype=tf.bool)))
-    negative = tf.logical_not(same)
-    valid = tf.logical_and(positive[:, :, None], negative[:, None, :])             # (B, B, B)
-    hinge = distances[:, :, None] - distances[:, None, :] + margin
-    active = tf.logical_and(valid, hinge > 0.0)
-
-    def mean_where(values, mask):
-        mask = tf.cast(mask, tf.float32)
-        return tf.math.divide_no_nan(tf.reduce_sum(values * mask), tf.reduce_sum(mask))
-
-    return {
-        'nonzero_triplets': tf.math.divide_no_nan(tf.reduce_sum(tf.cast(active, tf.float32)),
-                                                  tf.reduce_sum(tf.cast(valid, tf.float32))),
-        'positive_distance': mean_where(distances, positive),
-        'negative_distance': mean_where(distances, negative),
-        'embedding_norm': tf.reduce_mean(tf.norm(embeddings, axis=-1)),
-    }
-
-
-def search_metrics(joint: PersonSearchModel, dataset: str, image_size: int, batch_size: int = 8,
-                   data_dir: str | None = None, manual_dir=None) -> dict[str, float]:
-    """Search mAP / top-1 of the joint model on `dataset`'s gallery and query splits.
-
-    A thin layer over `ps_tf.evaluation` (protocol, predictions, evaluator). `mAP` and `top1` are
-    the headline: CUHK-SYSU's gallery of 100 (else the largest finite gallery size the dataset
-    defines; PRW: its one gallery); every row also gives `mAP/<gallery>` and `top1/<gallery>`
-    (-1 = the full set).
-    """
-    from ps_tf import search_inference
-    from ps_tf.evaluation import evaluator, predictions, protocol
-
-    arrays = search_inference.predict_dataset(joint, dataset, image_size, batch_size,
-                                              data_dir=data_dir, manual_dir=manual_dir)
-    rows = evaluator.evaluate_predictions(protocol.load_protocol(dataset, data_dir),
-                                          predictions.Predictions(**arrays))
-    metrics = {'gallery_size': None}
-    sizes = [row['gallery_size'] for row in rows if row.get('gallery_size', -1) > 0]
-    headline = rows[0]
-    if sizes:
-        size = HEADLINE_GALLERY_SIZE if HEADLINE_GALLERY_SIZE in sizes else max(sizes)
-        headline = next(row for row in rows if row.get('gallery_size') == size)
-        metrics['gallery_size'] = size
-    metrics.update(mAP=headline['mAP'], top1=headline['top1'], det_ap=headline['det_ap'])
-    for row in rows:
-        gallery = row.get('gallery_size', row.get('gallery'))
-        metrics[f'mAP/{gallery}'] = row['mAP']
-        metrics[f'top1/{gallery}'] = row['top1']
-    return metrics
 
 
 def learning_rate_schedule(config: ReidConfig, semi_hard_steps: int, total_steps: int,
@@ -187,7 +112,7 @@ class ReidTrainer:
         # Crops (Disj) serve any detector; pooled maps only the variant they were pooled for.
         self.variant = DISJOINT if self.manifest.variant == DISJOINT else detector.variant
         pooled_manifest.check_manifest(self.manifest, variant=self.variant,
-                                       pooled_shape=stage2_models.record_shape(self.variant))
+                                       pooled_shape=stage2.record_shape(self.variant))
         replicas = self.strategy.num_replicas_in_sync
         if config.identities_per_batch % replicas:
             raise ValueError(f'identities_per_batch ({config.identities_per_batch}) must be a '
@@ -207,9 +132,9 @@ class ReidTrainer:
                                                warmup)
         tf.keras.utils.set_random_seed(config.reid_seed)   # the embedding layer's initialisation
         with self.strategy.scope():
-            self.branch: ReidBranch | DisjointEmbedder = stage2_models.build_stage2_model(
+            self.branch: ReidBranch | DisjointEmbedder = stage2.build_stage2_model(
                 self.variant, detector, config.embedding_dim, config.reid_freeze_batch_norm,
-                reid_policy(config.reid_mixed_precision), config.disjoint_weights)
+                keras_policy(config.reid_mixed_precision), config.disjoint_weights)
             self.optimizer = tf.keras.optimizers.Adam(self.schedule)
             self.checkpoint = tf.train.Checkpoint(reid=self.branch, optimizer=self.optimizer)
         self.manager = tf.train.CheckpointManager(
@@ -237,12 +162,10 @@ class ReidTrainer:
         """The detector and this branch (or embedder) as one model (built once: its graphs are
         reused)."""
         if self._joint is None:
-            self._joint = stage2_models.person_search_model(self.detector, self.branch)
+            self._joint = stage2.person_search_model(self.detector, self.branch)
         return self._joint
 
     def _train_step_fn(self, phase: str):
-        loss_fn = (tfa.losses.triplet_semihard_loss if phase == SEMI_HARD
-                   else tfa.losses.triplet_hard_loss)
         margin, replicas = self.config.margin, self.strategy.num_replicas_in_sync
         normalize = self.config.normalize_for_loss
         variables = self.branch.trainable_variables
@@ -258,7 +181,7 @@ class ReidTrainer:
             with tf.GradientTape() as tape:
                 raw = self.branch(features, training=True)
                 embeddings = tf.math.l2_normalize(raw, axis=-1) if normalize else raw
-                loss = loss_fn(labels, embeddings, margin=margin)
+                loss = triplet_loss(phase, labels, embeddings, margin)
                 # Gradients are summed over replicas: scale so that they average.
                 scaled_loss = loss / replicas
             gradients = tape.gradient(scaled_loss, variables)
@@ -377,86 +300,3 @@ def train_reid(config: ReidConfig, output_dir: str, pooled_dir: str,
             variant=None if manifest.variant == DISJOINT else manifest.variant)
     return ReidTrainer(config, output_dir, pooled_dir, detector, detection_config.image_size,
                        data_dir, manual_dir, strategy).train()
-
-
-def locate_stage2(path: str) -> tuple[str, str | None]:
-    """(stage-2 directory, checkpoint or None = latest) for what a user may point at.
-
-    Accepts a `train.py --model_dir` (its `joint/` when the optional joint fine-tuning has saved
-    its last step, else its `reid/`), a stage-2 or joint fine-tuning directory (`config.json` and
-    `checkpoints/`), or a checkpoint prefix of either (`.../reid/checkpoints/ckpt-84`).
-
-    Raises:
-        ValueError: none of these, naming the path.
-    """
-    from ps_tf.training.joint_finetune import STAGE, finished_checkpoint
-
-    path = path.rstrip('/')
-    if finished_checkpoint(os.path.join(path, STAGE)):
-        return os.path.join(path, STAGE), None
-    if tf.io.gfile.exists(os.path.join(path, 'reid', 'config.json')):
-        return os.path.join(path, 'reid'), None
-    if tf.io.gfile.exists(os.path.join(path, 'config.json')) and \
-            tf.io.gfile.isdir(os.path.join(path, 'checkpoints')):
-        return path, None
-    if tf.io.gfile.exists(path + '.index'):
-        return os.path.dirname(os.path.dirname(path)), path
-    raise ValueError(f'{path} is neither a train.py model_dir with a finished stage 2 '
-                     f'(<model_dir>/reid/config.json), a stage-2 directory, nor a stage-2 '
-                     f'checkpoint (<model_dir>/reid/checkpoints/ckpt-N); run train.py first')
-
-
-def load_joint_model(reid_dir: str, checkpoint: str | None = None,
-                     detection_model_dir: str | None = None,
-                     precision: str | None = None) -> tuple[PersonSearchModel, int]:
-    """The joint model of a finished (or running) stage 2: its detector (the checkpoint the
-    features were pooled with) and its re-ID branch (latest or given checkpoint); for the
-    disjoint baseline, a `DisjointModel` (the detector and the crop embedder). A joint
-    fine-tuning directory (`<model_dir>/joint`, config `stage: joint`) loads the same way, its
-    checkpoint then holding the detector too (restored over the stage-1 one).
-
-    Args:
-        reid_dir: the stage-2 output directory (`<model_dir>/reid`) or a joint fine-tuning one.
-        checkpoint: a checkpoint of that directory; None = the latest.
-        detection_model_dir: the stage-1 run; None = the directory of the detector checkpoint
-            recorded in the stage-2 config.
-        precision: inference precision of the whole model, 'float32', 'bfloat16' or 'auto'
-            ('bfloat16' on a CPU with bfloat16 units); None = what each stage was trained in.
-
-    Returns:
-        (joint model, the detector's input image size).
-
-    Raises:
-        ValueError: no stage-2 config or checkpoint.
-    """
-    config_path = os.path.join(reid_dir, 'config.json')
-    if not tf.io.gfile.exists(config_path):
-        raise ValueError(f'{config_path} does not exist: not a stage-2 directory')
-    with tf.io.gfile.GFile(config_path) as f:
-        saved = json.load(f)
-    checkpoint = checkpoint or tf.train.latest_checkpoint(os.path.join(reid_dir, 'checkpoints'))
-    if not checkpoint:
-        raise ValueError(f'no stage-2 checkpoint in {reid_dir}/checkpoints')
-    source = saved['source_checkpoint']
-    beside = os.path.join(os.path.dirname(os.path.abspath(reid_dir)), 'checkpoints',
-                          os.path.basename(source))
-    if not detection_model_dir and not tf.io.gfile.exists(source + '.index') \
-            and tf.io.gfile.exists(beside + '.index'):
-        # The run was trained from another working directory (a relative --model_dir) or moved:
-        # the stage-1 checkpoint is the one beside the stage-2 directory, as train.py lays out.
-        source = beside
-    disjoint = saved.get('variant') == DISJOINT
-    detector, detection_config, _ = restore_detector(
-        detection_model_dir or os.path.dirname(os.path.dirname(source)), source,
-        variant=None if disjoint else saved.get('variant'), precision=precision)
-    network = stage2_models.build_stage2_model(
-        DISJOINT if disjoint else detector.variant, detector, saved['embedding_dim'],
-        saved.get('reid_freeze_batch_norm', False),
-        reid_policy(precision or saved.get('reid_mixed_precision', 'float32')),
-        initialise=False)
-    tf.train.Checkpoint(reid=network).restore(checkpoint).expect_partial() \
-        .assert_existing_objects_matched()
-    if saved.get('stage') == 'joint':   # fine-tuned: the detector and trunk changed too
-        tf.train.Checkpoint(model=detector).restore(checkpoint).expect_partial() \
-            .assert_existing_objects_matched()
-    return stage2_models.person_search_model(detector, network), detection_config.image_size

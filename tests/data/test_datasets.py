@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from ps_tf.data import datasets
 from ps_tf.data.datasets import DatasetWeight
-from ps_tf.models.anchors import AnchorConfig, generate_anchors
+from ps_tf.ops.anchors import AnchorConfig, generate_anchors
 
 TINY = 'synthetic_person_search/tiny'
 SIZE = 64

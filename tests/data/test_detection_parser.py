@@ -7,7 +7,8 @@ import tensorflow_datasets as tfds
 
 from ps_tf.data import decoder
 from ps_tf.data import detection_parser as parser_lib
-from ps_tf.models.anchors import generate_anchors, AnchorConfig
+from ps_tf.ops import geometry
+from ps_tf.ops.anchors import generate_anchors, AnchorConfig
 
 SIZE = 64
 
@@ -40,15 +41,15 @@ def _bright_rectangle_image(height=40, width=60, box=(10, 5, 20, 15)) -> np.ndar
 def test_flip_keeps_boxes_on_the_bright_pixels():
     box = (10, 5, 20, 15)
     image = _bright_rectangle_image(box=box)
-    flipped, flipped_boxes = parser_lib.flip_left_right(tf.constant(image),
-                                                        tf.constant([box], tf.float32))
+    flipped, flipped_boxes = geometry.flip_left_right(tf.constant(image),
+                                                      tf.constant([box], tf.float32))
     np.testing.assert_allclose(flipped_boxes, [[10, 45, 20, 55]])
     ymin, xmin, ymax, xmax = flipped_boxes.numpy()[0].astype(int)
     flipped = flipped.numpy()
     assert np.all(flipped[ymin:ymax, xmin:xmax] == 255)      # the box covers the bright pixels
     assert flipped.sum() == image.sum()                       # and they are all inside it
 
-    twice, twice_boxes = parser_lib.flip_left_right(tf.constant(flipped), flipped_boxes)
+    twice, twice_boxes = geometry.flip_left_right(tf.constant(flipped), flipped_boxes)
     np.testing.assert_array_equal(twice, image)
     np.testing.assert_allclose(twice_boxes, [box])
 
@@ -56,8 +57,8 @@ def test_flip_keeps_boxes_on_the_bright_pixels():
 def test_train_parser_flip_equals_parsing_the_flipped_image():
     box = (10, 5, 30, 15)
     image = _bright_rectangle_image(box=box)
-    flipped_image, flipped_boxes = parser_lib.flip_left_right(tf.constant(image),
-                                                              tf.constant([box], tf.float32))
+    flipped_image, flipped_boxes = geometry.flip_left_right(tf.constant(image),
+                                                            tf.constant([box], tf.float32))
     always = parser_lib.TrainParser(SIZE, flip_prob=1.0)
     never = parser_lib.TrainParser(SIZE, flip_prob=0.0)
     image_a, targets_a = always(_decoded(image, [box]))
@@ -70,17 +71,17 @@ def test_train_parser_flip_equals_parsing_the_flipped_image():
 
 def test_resize_and_pad_geometry():
     image = np.full((96, 128, 3), 200, np.uint8)
-    resized, image_info = parser_lib.resize_and_pad(tf.constant(image), SIZE)
+    resized, image_info = geometry.resize_and_pad(tf.constant(image), SIZE)
     assert resized.shape == (SIZE, SIZE, 3) and resized.dtype == tf.float32
     np.testing.assert_allclose(image_info, [[96, 128], [48, 64], [0.5, 0.5], [0, 0]])
     np.testing.assert_allclose(resized[:48], 200.0, atol=1e-3)     # 0-255 kept, not normalised
     np.testing.assert_array_equal(resized[48:], 0.0)                # padding at the bottom
-    boxes = parser_lib.scale_boxes(tf.constant([[10.0, 20.0, 90.0, 60.0]]), image_info)
+    boxes = geometry.scale_boxes(tf.constant([[10.0, 20.0, 90.0, 60.0]]), image_info)
     np.testing.assert_allclose(boxes, [[5, 10, 45, 30]])
 
     # A tall image is padded on the right.
-    tall, tall_info = parser_lib.resize_and_pad(tf.fill([128, 96, 3], tf.constant(7, tf.uint8)),
-                                                SIZE)
+    tall, tall_info = geometry.resize_and_pad(tf.fill([128, 96, 3], tf.constant(7, tf.uint8)),
+                                              SIZE)
     np.testing.assert_allclose(tall_info[1], [64, 48])
     np.testing.assert_array_equal(tall[:, 48:], 0.0)
     np.testing.assert_allclose(tall[:, :48], 7.0, atol=1e-3)
@@ -90,15 +91,15 @@ def test_boxes_to_original_round_trip():
     image_info = tf.constant([[96, 128], [48, 64], [0.5, 0.5], [0, 0]], tf.float32)
     original_xyxy = np.array([[10, 20, 60, 90], [0, 0, 128, 96], [3.5, 7.25, 4.5, 8]], np.float32)
     original_yxyx = original_xyxy[:, [1, 0, 3, 2]]
-    model_frame = parser_lib.scale_boxes(tf.constant(original_yxyx), image_info)
-    back = parser_lib.boxes_to_original(model_frame, image_info)
+    model_frame = geometry.scale_boxes(tf.constant(original_yxyx), image_info)
+    back = geometry.boxes_to_original(model_frame, image_info)
     np.testing.assert_allclose(back, original_xyxy, rtol=1e-6)
 
     # Batched, with a second image of another size; a box reaching into the padding is clipped.
     other_info = tf.constant([[128, 96], [64, 48], [0.5, 0.5], [0, 0]], tf.float32)
     batch_info = tf.stack([image_info, other_info])                  # (2, 4, 2)
     batch_boxes = tf.stack([model_frame, tf.constant([[0, 0, 64, 64]] * 3, tf.float32)])
-    back = parser_lib.boxes_to_original(batch_boxes, batch_info)
+    back = geometry.boxes_to_original(batch_boxes, batch_info)
     assert back.shape == (2, 3, 4)
     np.testing.assert_allclose(back[0], original_xyxy, rtol=1e-6)
     np.testing.assert_allclose(back[1], [[0, 0, 96, 128]] * 3)
@@ -113,8 +114,8 @@ def test_eval_parser_boxes_map_back(tiny_synthetic_data_dir):
         decoded = decoder.decode_example(example)
         _, labels = parser(decoded)
         n = int(labels['num_objects'])
-        model_frame = parser_lib.scale_boxes(decoded['boxes'], labels['image_info'])
-        back = parser_lib.boxes_to_original(model_frame, labels['image_info'])
+        model_frame = geometry.scale_boxes(decoded['boxes'], labels['image_info'])
+        back = geometry.boxes_to_original(model_frame, labels['image_info'])
         gt = labels['gt_boxes'].numpy()[:n]
         np.testing.assert_allclose(back, np.clip(gt, 0, [128, 96, 128, 96]), atol=1e-2)
 

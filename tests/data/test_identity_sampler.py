@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from ps_tf.data import identity_sampler
-from ps_tf.training import pooled_features
-from ps_tf.training import pooled_index
-from ps_tf.training import pooled_manifest
+from ps_tf.data.pooled import records as pooled_records
+from ps_tf.data.pooled import index as pooled_index
+from ps_tf.data.pooled import manifest as pooled_manifest
 
 # 0, 1 record: skipped; 2, 3 records: fewer than K = 4; the rest: >= K.
 COUNTS = [5, 1, 2, 0, 4, 3, 9, 1, 6, 2, 7, 4, 5, 8]
@@ -26,12 +26,12 @@ def _write(directory, counts, shape=(4, 2, 8), num_shards=3, constant_features=F
     identities = [i for i, count in enumerate(counts) for _ in range(count)]
     identities = [identities[i] for i in rng.permutation(len(identities))]
     identity_map = pooled_manifest.IdentityMap([('toy', i) for i in range(len(counts))])
-    writer = pooled_features.ShardedWriter(
+    writer = pooled_records.ShardedWriter(
         str(directory), num_shards=num_shards, identity_map=identity_map, variant='J4',
         pooled_shape=shape, source_checkpoint='ckpt')
     per_shard = -(-len(identities) // num_shards)
-    for shard_index, chunk in enumerate(pooled_features.split_into_shards(identities, per_shard)):
-        writer.write_shard(shard_index, (pooled_features.PooledBox(
+    for shard_index, chunk in enumerate(pooled_records.split_into_shards(identities, per_shard)):
+        writer.write_shard(shard_index, (pooled_records.PooledBox(
             feature=(np.full(shape, i % 7, np.float32) if constant_features
                      else rng.normal(size=shape).astype(np.float32)),
             identity=person_id, dataset='toy', image_name=f'{shard_index}_{i}.jpg',
@@ -92,7 +92,7 @@ def test_dataset_yields_the_records_the_sampler_chose(tmp_path):
     manifest = _write(tmp_path, COUNTS)
     written = {}   # (label, index within the identity) -> feature, from a sequential read
     index = pooled_index.load_record_index(manifest)
-    for record_id, record in enumerate(pooled_features.pooled_dataset(manifest)
+    for record_id, record in enumerate(pooled_records.pooled_dataset(manifest)
                                        .as_numpy_iterator()):
         rank = int(np.flatnonzero(index.by_label == record_id)[0] - index.label_start[
             record['label']])
@@ -114,7 +114,7 @@ def test_dataset_yields_the_records_the_sampler_chose(tmp_path):
 _CHILD = """
 import json, resource, sys
 from ps_tf.data import identity_sampler
-from ps_tf.training import pooled_manifest
+from ps_tf.data.pooled import manifest as pooled_manifest
 
 def rss_kib():
     with open('/proc/self/statm') as f:

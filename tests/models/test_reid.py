@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from ps_tf.models import reid
 from ps_tf.models.backbone import split_resnet50
+from ps_tf.ops import geometry
 
 
 @pytest.mark.parametrize('variant, shape', [('J2', (64, 32, 256)), ('J3', (32, 16, 512)),
@@ -20,16 +21,16 @@ def test_roi_align_samples_the_box_of_its_own_image():
     x = np.tile(np.arange(8, dtype=np.float32)[None, :], (8, 1))
     feature_map = np.stack([x, x + 100.0])[..., None]
     boxes = np.array([[0.0, 0.0, 64.0, 64.0], [0.0, 32.0, 64.0, 64.0]], np.float32)   # yxyx px
-    pooled = reid.roi_align(feature_map, boxes, np.array([0, 1]), image_size=64,
-                            crop_size=(4, 3)).numpy()
+    pooled = geometry.roi_align(feature_map, boxes, np.array([0, 1]), image_size=64,
+                                crop_size=(4, 3)).numpy()
     assert pooled.shape == (2, 4, 3, 1)
     # Normalised x = px / 64 samples the map at x * (8 - 1).
     np.testing.assert_allclose(pooled[0, 0, :, 0], [0.0, 3.5, 7.0], atol=1e-5)
     np.testing.assert_allclose(pooled[1, 0, :, 0], [103.5, 105.25, 107.0], atol=1e-5)
-    empty = reid.roi_align(feature_map, np.zeros((0, 4)), np.zeros(0, np.int32), 64, (4, 3))
+    empty = geometry.roi_align(feature_map, np.zeros((0, 4)), np.zeros(0, np.int32), 64, (4, 3))
     assert empty.shape == (0, 4, 3, 1)
     with pytest.raises(ValueError, match='image_size'):
-        reid.roi_align(feature_map, boxes, [0, 1], 0, (4, 3))
+        geometry.roi_align(feature_map, boxes, [0, 1], 0, (4, 3))
 
 
 @pytest.fixture(scope='module')

@@ -5,9 +5,9 @@ import pytest
 import tensorflow as tf
 
 from ps_tf.models import backbone
-from ps_tf.models.anchors import AnchorConfig, BoxCoder, anchors_per_level, generate_anchors
 from ps_tf.models.postprocess import DetectionGenerator
 from ps_tf.models.retinanet import build_detector
+from ps_tf.ops.anchors import AnchorConfig, BoxCoder, anchors_per_level, generate_anchors
 
 IMAGE = 96
 

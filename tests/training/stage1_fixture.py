@@ -6,7 +6,7 @@ import os
 import tensorflow as tf
 
 from ps_tf import config as config_lib
-from ps_tf.training import detection
+from ps_tf.models import factory
 
 
 def make_stage1_run(model_dir: str, variant: str = 'J4', image_size: int = 64) -> str:
@@ -14,6 +14,6 @@ def make_stage1_run(model_dir: str, variant: str = 'J4', image_size: int = 64) -
     config = dataclasses.replace(config_lib.PRESETS['synthetic'], variant=variant,
                                  image_size=image_size)
     config_lib.save_config(config, model_dir)
-    model = detection.build_model(config)
+    model = factory.build_model(config)
     model(tf.zeros([1, image_size, image_size, 3]), training=False)
     return tf.train.Checkpoint(model=model).save(os.path.join(model_dir, 'checkpoints', 'ckpt'))

@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from ps_tf import config as config_lib
+from ps_tf.models import factory
 from ps_tf.training import detection
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -128,21 +129,9 @@ def test_two_logical_cpu_devices_train_with_mirrored_strategy(tiny_synthetic_dat
     assert final['stage'] == 'detection' and 'det_ap' in final
 
 
-def test_mixed_precision_setting(monkeypatch):
-    assert detection.resolve_mixed_precision('float32') == 'float32'
-    assert detection.resolve_mixed_precision('bfloat16') == 'bfloat16'
-    monkeypatch.setattr(detection, 'cpu_has_bfloat16', lambda: True)
-    assert detection.resolve_mixed_precision('auto') == (
-        'float32' if tf.config.list_physical_devices('GPU') else 'bfloat16')
-    monkeypatch.setattr(detection, 'cpu_has_bfloat16', lambda: False)
-    assert detection.resolve_mixed_precision('auto') == 'float32'
-    with pytest.raises(ValueError, match='mixed_precision'):
-        detection.resolve_mixed_precision('float16x')
-
-
 def test_bfloat16_model_keeps_float32_variables_and_outputs():
     config = _tiny_config(mixed_precision='bfloat16', variant='J4')
-    model = detection.build_model(config)
+    model = factory.build_model(config)
     outputs = model(tf.zeros([1, 64, 64, 3]), training=False)
     assert outputs['class_logits'].dtype == tf.float32
     assert outputs['box_outputs'].dtype == tf.float32

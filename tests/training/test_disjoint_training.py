@@ -11,8 +11,11 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from ps_tf import config as config_lib
+from ps_tf.data.pooled import manifest as pooled_manifest
+from ps_tf.data.pooled import records as pooled_records
+from ps_tf.models import factory, loading
 from ps_tf.models.disjoint import DisjointModel
-from ps_tf.training import feature_pooling, pooled_features, pooled_manifest
+from ps_tf.training import feature_pooling
 from ps_tf.training import reid as reid_training
 from stage1_fixture import make_stage1_run
 
@@ -24,7 +27,7 @@ IMAGE = 128   # the tiny images are 128 x 96: the model input is the image itsel
 def crops_run(tmp_path_factory, tiny_synthetic_data_dir):
     model_dir = str(tmp_path_factory.mktemp('disj'))
     make_stage1_run(model_dir, image_size=IMAGE)
-    detector, _, checkpoint = feature_pooling.restore_detector(model_dir)
+    detector, _, checkpoint = loading.restore_detector(model_dir)
     pooled_dir = os.path.join(model_dir, 'pooled')
     manifest = feature_pooling.pool_features(None, 'Disj', IMAGE, pooled_dir, [DATASET],
                                              checkpoint, dtype='uint8', images_per_shard=4,
@@ -54,7 +57,7 @@ def test_crops_are_the_pixels_of_the_box(crops_run, tiny_synthetic_data_dir):
     assert manifest.dtype == 'uint8' and manifest.num_records > 0
     images = {example['image/filename'].decode(): example['image'] for example in tfds.as_numpy(
         tfds.load(DATASET, split='train', data_dir=tiny_synthetic_data_dir))}
-    for record in pooled_features.pooled_dataset(manifest).take(4).as_numpy_iterator():
+    for record in pooled_records.pooled_dataset(manifest).take(4).as_numpy_iterator():
         image = images[record['image_name'].decode()]
         assert max(image.shape[:2]) == IMAGE   # the model input is the image, unscaled
         crop, expected = record['feature'], _bilinear_crop(image, record['box'])
@@ -64,10 +67,10 @@ def test_crops_are_the_pixels_of_the_box(crops_run, tiny_synthetic_data_dir):
 
 
 def test_uint8_records_must_be_exact():
-    box = pooled_features.PooledBox(feature=np.full((2, 2, 3), 0.5), identity=1, dataset='d',
-                                    image_name='i', box=np.zeros(4))
+    box = pooled_records.PooledBox(feature=np.full((2, 2, 3), 0.5), identity=1, dataset='d',
+                                   image_name='i', box=np.zeros(4))
     with pytest.raises(ValueError, match='integer values'):
-        pooled_features.encode_pooled_example(box, 0, 'uint8')
+        pooled_records.encode_pooled_example(box, 0, 'uint8')
     assert 'uint8' in pooled_manifest.STORAGE_DTYPES
 
 
@@ -86,13 +89,13 @@ def test_disjoint_embedder_trains_one_step_per_phase_and_loads_back(
     assert trainer.variant == 'Disj'
     # The embedder's ResNet-50 starts as the detector's, in its own variables.
     resnet = trainer.branch.resnet
-    detector_layers = feature_pooling.layers_with_weights(detector.trunk)
+    detector_layers = factory.layers_with_weights(detector.trunk)
     for name in ('conv1_conv', 'conv2_block1_1_bn'):
         for mine, theirs in zip(resnet.get_layer(name).weights, detector_layers[name].weights):
             np.testing.assert_array_equal(mine, theirs)
     np.testing.assert_array_equal(
         resnet.get_layer('conv5_block3_3_conv').kernel,
-        feature_pooling.layers_with_weights(detector.rest)['conv5_block3_3_conv'].kernel)
+        factory.layers_with_weights(detector.rest)['conv5_block3_3_conv'].kernel)
     assert not {id(v) for v in trainer.branch.trainable_variables} & {
         id(v) for v in detector.weights}
     metrics = trainer.train()
@@ -100,7 +103,7 @@ def test_disjoint_embedder_trains_one_step_per_phase_and_loads_back(
     assert 0.0 <= metrics['mAP'] <= 1.0 and metrics['gallery_size'] == 5
     assert isinstance(trainer.joint_model(), DisjointModel)
 
-    loaded, image_size = reid_training.load_joint_model(output_dir)
+    loaded, image_size = loading.load_joint_model(output_dir)
     assert isinstance(loaded, DisjointModel) and image_size == IMAGE
     crops = tf.random.uniform([3, 256, 128, 3], 0.0, 255.0, seed=1)
     np.testing.assert_allclose(loaded.embedder.embed(crops), trainer.branch.embed(crops),

@@ -9,9 +9,12 @@ import tensorflow_datasets as tfds
 
 from ps_tf.data import datasets as datasets_lib
 from ps_tf.data.decoder import decode_example
-from ps_tf.data.detection_parser import resize_and_pad, scale_boxes
-from ps_tf.models import reid
-from ps_tf.training import feature_pooling, pooled_features, pooled_manifest
+from ps_tf.data.pooled import manifest as pooled_manifest
+from ps_tf.data.pooled import records as pooled_records
+from ps_tf.models import loading, reid
+from ps_tf.ops import geometry
+from ps_tf.ops.geometry import resize_and_pad, scale_boxes
+from ps_tf.training import feature_pooling
 from stage1_fixture import make_stage1_run
 
 DATASET = 'synthetic_person_search/tiny'
@@ -22,7 +25,7 @@ IMAGE = 64
 def stage1(tmp_path_factory):
     model_dir = str(tmp_path_factory.mktemp('stage1'))
     checkpoint = make_stage1_run(model_dir, image_size=IMAGE)
-    detector, config, restored = feature_pooling.restore_detector(model_dir)
+    detector, config, restored = loading.restore_detector(model_dir)
     assert restored == checkpoint and config.variant == 'J4' and config.image_size == IMAGE
     return detector, checkpoint
 
@@ -48,7 +51,7 @@ def test_pools_every_labelled_box_with_its_identity(stage1, tiny_synthetic_data_
     assert manifest.variant == 'J4' and manifest.pooled_shape == reid.pooled_shape('J4')
     assert manifest.dtype == 'float16' and manifest.source_checkpoint == checkpoint
     assert manifest.identity_map.pairs == tuple((DATASET, i) for i in range(4))
-    records = list(tfds.as_numpy(pooled_features.pooled_dataset(manifest)))
+    records = list(tfds.as_numpy(pooled_records.pooled_dataset(manifest)))
     assert len(records) == manifest.num_records == len(expected) == 9
     found = [(r['image_name'].decode(), int(r['person_id']), tuple(r['box'])) for r in records]
     assert sorted(found) == sorted(expected)
@@ -66,8 +69,8 @@ def test_pools_every_labelled_box_with_its_identity(stage1, tiny_synthetic_data_
     row = int(np.flatnonzero(np.all(decoded['annotated_boxes'].numpy() == first['box'], axis=1)
                              )[0])
     shared = detector.trunk(image[None], training=False)['C4']
-    direct = reid.roi_align(shared, scale_boxes(decoded['boxes'], info)[row:row + 1], [0], IMAGE,
-                            reid.roi_size('J4'))[0].numpy()
+    direct = geometry.roi_align(shared, scale_boxes(decoded['boxes'], info)[row:row + 1], [0],
+                                IMAGE, reid.roi_size('J4'))[0].numpy()
     np.testing.assert_allclose(first['feature'], direct.astype(np.float16), rtol=2e-3,
                                atol=2e-3)
 
@@ -78,13 +81,13 @@ def test_resumed_run_skips_complete_shards(stage1, tiny_synthetic_data_dir, tmp_
     output_dir = str(tmp_path / 'pooled')
     first = _pool(detector, checkpoint, output_dir, tiny_synthetic_data_dir)
     # An interrupted run: shard 1 lost (index gone, a temporary file left) and no final manifest.
-    os.remove(os.path.join(output_dir, pooled_features.index_name(1, 3)))
-    open(os.path.join(output_dir, pooled_features.shard_name(1, 3) + '.tmp-dead'), 'wb').close()
+    os.remove(os.path.join(output_dir, pooled_records.index_name(1, 3)))
+    open(os.path.join(output_dir, pooled_records.shard_name(1, 3) + '.tmp-dead'), 'wb').close()
     pooled_manifest.write_manifest(
         output_dir, variant='J4', pooled_shape=first.pooled_shape, dtype='float16',
         source_checkpoint=checkpoint, num_shards=3, identity_map=first.identity_map,
         metadata=first.metadata)
-    kept = {i: os.stat(os.path.join(output_dir, pooled_features.shard_name(i, 3))).st_mtime_ns
+    kept = {i: os.stat(os.path.join(output_dir, pooled_records.shard_name(i, 3))).st_mtime_ns
             for i in (0, 2)}
     pooled = []
     real_pool_shard = feature_pooling.FeaturePooler.pool_shard
@@ -98,7 +101,7 @@ def test_resumed_run_skips_complete_shards(stage1, tiny_synthetic_data_dir, tmp_
     assert [(w.start, w.end) for w in pooled] == [(3, 5)]   # only shard 1 was recomputed
     assert second.identity_counts == first.identity_counts and second.complete
     for i, mtime in kept.items():
-        assert os.stat(os.path.join(output_dir, pooled_features.shard_name(i, 3))
+        assert os.stat(os.path.join(output_dir, pooled_records.shard_name(i, 3))
                        ).st_mtime_ns == mtime
     assert not [name for name in os.listdir(output_dir) if '.tmp-' in name]
     # Another checkpoint is refused instead of mixing features.
@@ -123,7 +126,7 @@ def test_identities_stay_unique_across_datasets(monkeypatch):
 
 def test_restore_detector_needs_a_stage1_run(tmp_path):
     with pytest.raises(ValueError, match='config.json'):
-        feature_pooling.restore_detector(str(tmp_path))
+        loading.restore_detector(str(tmp_path))
 
 
 @pytest.mark.parametrize('variant', ['J2', 'J3'])
@@ -131,7 +134,7 @@ def test_a_stage1_run_serves_every_variant(stage1, variant):
     """The J4 run restored as J2 / J3 is the same network: same detections, same ResNet maps."""
     detector, checkpoint = stage1
     model_dir = os.path.dirname(os.path.dirname(checkpoint))
-    converted, config, _ = feature_pooling.restore_detector(model_dir, variant=variant)
+    converted, config, _ = loading.restore_detector(model_dir, variant=variant)
     assert converted.variant == config.variant == variant
     assert len(converted.trunk.weights) != len(detector.trunk.weights)
     images = tf.random.uniform([2, IMAGE, IMAGE, 3], 0, 255, seed=3)

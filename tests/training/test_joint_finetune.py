@@ -14,8 +14,9 @@ import tensorflow_datasets as tfds
 from ps_tf import config as config_lib
 from ps_tf.data import identity_images
 from ps_tf.data.detection_parser import DEFAULT_MAX_OBJECTS
-from ps_tf.training import joint_finetune, reid as reid_training
-from ps_tf.training import stage2_models
+from ps_tf.models import loading
+from ps_tf.models import stage2 as stage2_models
+from ps_tf.training import joint_finetune
 from stage1_fixture import make_stage1_run
 
 DATASET = 'synthetic_person_search/tiny'
@@ -142,7 +143,7 @@ def test_steps_resume_and_the_loaders_prefer_the_fine_tuned_model(
         two_step_run, trainer, tiny_synthetic_data_dir, capsys, eager):
     model_dir = two_step_run
     reid_dir, joint_dir = os.path.join(model_dir, 'reid'), os.path.join(model_dir, 'joint')
-    assert reid_training.locate_stage2(model_dir) == (reid_dir, None)
+    assert loading.locate_stage2(model_dir) == (reid_dir, None)
     trunk_before = [v.numpy().copy() for v in trainer.joint.detector.trunk.trainable_variables]
     branch_before = [v.numpy().copy() for v in trainer.joint.reid_branch.trainable_variables]
     assert trainer.train() == {}   # validation disabled
@@ -168,9 +169,9 @@ def test_steps_resume_and_the_loaders_prefer_the_fine_tuned_model(
     assert longer.step == 3
 
     # evaluate.py's loader: the model_dir now means the fine-tuned model, with its trunk.
-    located = reid_training.locate_stage2(model_dir)
+    located = loading.locate_stage2(model_dir)
     assert located == (joint_dir, None)
-    loaded, image_size = reid_training.load_joint_model(*located)
+    loaded, image_size = loading.load_joint_model(*located)
     assert image_size == IMAGE
     for mine, theirs in ((loaded.detector, longer.joint.detector),
                          (loaded.reid_branch, longer.joint.reid_branch)):
@@ -178,7 +179,7 @@ def test_steps_resume_and_the_loaders_prefer_the_fine_tuned_model(
             np.testing.assert_array_equal(a.numpy(), b.numpy())
     # An explicit checkpoint of the fine-tuning is found as such.
     checkpoint = os.path.join(joint_dir, 'checkpoints', 'ckpt-2')
-    assert reid_training.locate_stage2(checkpoint) == (joint_dir, checkpoint)
+    assert loading.locate_stage2(checkpoint) == (joint_dir, checkpoint)
 
 
 def test_an_unfinished_fine_tuning_is_not_preferred(tmp_path):
@@ -187,9 +188,9 @@ def test_an_unfinished_fine_tuning_is_not_preferred(tmp_path):
     for total_steps, expected in ((5, None), (1, 'ckpt-1')):
         config_lib.save_config(config_lib.JOINT_PRESETS['synthetic'], directory,
                                total_steps=total_steps)
-        found = joint_finetune.finished_checkpoint(directory)
+        found = loading.finished_checkpoint(directory)
         assert (found and os.path.basename(found)) == expected
-    assert joint_finetune.finished_checkpoint(str(tmp_path / 'nothing')) is None
+    assert loading.finished_checkpoint(str(tmp_path / 'nothing')) is None
 
 
 def test_joint_presets():

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ps_tf.training import pooled_features
-from ps_tf.training import pooled_index
-from ps_tf.training import pooled_manifest
+from ps_tf.data.pooled import records as pooled_records
+from ps_tf.data.pooled import index as pooled_index
+from ps_tf.data.pooled import manifest as pooled_manifest
 
 SHAPE = (4, 2, 8)
 
 
 def _boxes(rng: np.random.Generator, dataset: str, person_ids: list[int], first_image: int = 0):
-    return [pooled_features.PooledBox(
+    return [pooled_records.PooledBox(
         feature=rng.normal(0, 3, SHAPE).astype(np.float32), identity=person_id, dataset=dataset,
         image_name=f'{dataset}_{first_image + i:04d}.jpg',
         box=np.array([10.25, 20.5, 40.125 + i, 123.456789012345 + i]))
@@ -29,7 +29,7 @@ def _writer(directory, num_shards=2, checkpoint='ckpt-7', **kwargs):
     settings = dict(num_shards=num_shards, identity_map=identity_map, variant='J3',
                     pooled_shape=SHAPE, source_checkpoint=checkpoint)
     settings.update(kwargs)
-    return pooled_features.ShardedWriter(str(directory), **settings)
+    return pooled_records.ShardedWriter(str(directory), **settings)
 
 
 def _crashing(boxes, after: int):
@@ -60,7 +60,7 @@ def test_round_trip_preserves_values_labels_names_and_boxes(tmp_path):
     assert [writer.write_shard(0, shard_0), writer.write_shard(1, shard_1)] == [4, 3]
     manifest = writer.finalize()
     labelled = [box for box in shard_0 + shard_1 if box.identity != -1]
-    records = list(pooled_features.pooled_dataset(manifest).as_numpy_iterator())
+    records = list(pooled_records.pooled_dataset(manifest).as_numpy_iterator())
     assert len(records) == len(labelled) == manifest.num_records == 7
     for box, record in zip(labelled, records):
         assert record['feature'].dtype == np.float32 and record['feature'].shape == SHAPE
@@ -82,28 +82,28 @@ def test_round_trip_preserves_values_labels_names_and_boxes(tmp_path):
 def test_parse_single_and_batched_and_refuse_other_shape(tmp_path):
     rng = np.random.default_rng(1)
     box = _boxes(rng, 'prw', [5])[0]
-    serialized = pooled_features.encode_pooled_example(box, label=4, dtype='float32')
-    single = pooled_features.parse_pooled_example(tf.constant(serialized), SHAPE, 'float32')
-    batch = pooled_features.parse_pooled_example(tf.constant([serialized] * 3), SHAPE, 'float32')
+    serialized = pooled_records.encode_pooled_example(box, label=4, dtype='float32')
+    single = pooled_records.parse_pooled_example(tf.constant(serialized), SHAPE, 'float32')
+    batch = pooled_records.parse_pooled_example(tf.constant([serialized] * 3), SHAPE, 'float32')
     np.testing.assert_array_equal(single['feature'], box.feature)
     assert single['label'].dtype == tf.int32 and int(single['label']) == 4
     assert batch['feature'].shape == (3,) + SHAPE and batch['box'].shape == (3, 4)
     with pytest.raises(tf.errors.InvalidArgumentError, match='shape differs'):
-        pooled_features.parse_pooled_example(tf.constant(serialized), (2, 4, 8), 'float32')
+        pooled_records.parse_pooled_example(tf.constant(serialized), (2, 4, 8), 'float32')
     with pytest.raises(tf.errors.InvalidArgumentError, match='dtype differs'):
-        pooled_features.parse_pooled_example(tf.constant(serialized), SHAPE, 'float16')
+        pooled_records.parse_pooled_example(tf.constant(serialized), SHAPE, 'float16')
 
 
 def test_invalid_boxes_are_refused(tmp_path):
     writer = _writer(tmp_path)
     box = _boxes(np.random.default_rng(2), 'prw', [1])[0]
-    too_large = pooled_features.PooledBox(box.feature * 0 + 1e5, 1, 'prw', 'a.jpg', box.box)
+    too_large = pooled_records.PooledBox(box.feature * 0 + 1e5, 1, 'prw', 'a.jpg', box.box)
     with pytest.raises(ValueError, match='not finite in float16'):
         writer.write_shard(0, [too_large])
     with pytest.raises(ValueError, match='differs from the run'):
-        writer.write_shard(0, [pooled_features.PooledBox(box.feature[:2], 1, 'prw', 'a', box.box)])
+        writer.write_shard(0, [pooled_records.PooledBox(box.feature[:2], 1, 'prw', 'a', box.box)])
     with pytest.raises(ValueError, match='not in the identity map'):
-        writer.write_shard(0, [pooled_features.PooledBox(box.feature, 9, 'prw', 'a', box.box)])
+        writer.write_shard(0, [pooled_records.PooledBox(box.feature, 9, 'prw', 'a', box.box)])
     assert writer.completed_shards() == []
 
 
@@ -168,7 +168,7 @@ def test_record_reader_random_access_and_index_checks(tmp_path):
     rng = np.random.default_rng(5)
     boxes = _boxes(rng, 'cuhk_sysu', [1, 2, 3, 1, 2, 3, 1])
     writer = _writer(tmp_path, num_shards=2)
-    for shard_index, chunk in enumerate(pooled_features.split_into_shards(boxes, 4)):
+    for shard_index, chunk in enumerate(pooled_records.split_into_shards(boxes, 4)):
         writer.write_shard(shard_index, chunk)
     manifest = writer.finalize()
     index = pooled_index.load_record_index(manifest)
@@ -176,7 +176,7 @@ def test_record_reader_random_access_and_index_checks(tmp_path):
     np.testing.assert_array_equal(index.record_ids([0, 0, 0, 2], [0, 1, 2, 1]), [0, 3, 6, 5])
     reader = pooled_index.RecordReader(index, max_open_files=1)
     order = np.array([6, 0, 5, 3])
-    parsed = pooled_features.parse_pooled_example(tf.constant(list(reader.read(order))), SHAPE)
+    parsed = pooled_records.parse_pooled_example(tf.constant(list(reader.read(order))), SHAPE)
     for position, record in enumerate(order):
         np.testing.assert_array_equal(parsed['feature'][position],
                                       boxes[record].feature.astype(np.float16))
@@ -189,9 +189,9 @@ def test_record_reader_random_access_and_index_checks(tmp_path):
 
 def test_split_into_shards_is_deterministic_and_complete():
     items = [f'img_{i}.jpg' for i in range(10)]
-    shards = pooled_features.split_into_shards(items, items_per_shard=4)
-    assert shards == pooled_features.split_into_shards(list(items), 4)
+    shards = pooled_records.split_into_shards(items, items_per_shard=4)
+    assert shards == pooled_records.split_into_shards(list(items), 4)
     assert [len(shard) for shard in shards] == [3, 4, 3]
     assert sum(shards, []) == items
-    assert pooled_features.split_into_shards([], 4) == [[]]
-    assert pooled_features.shard_name(3, 10) == 'pooled-00003-of-00010.tfrecord'
+    assert pooled_records.split_into_shards([], 4) == [[]]
+    assert pooled_records.shard_name(3, 10) == 'pooled-00003-of-00010.tfrecord'

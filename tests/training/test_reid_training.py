@@ -9,6 +9,8 @@ import pytest
 import tensorflow as tf
 
 from ps_tf import config as config_lib
+from ps_tf.losses import triplet_statistics
+from ps_tf.models import loading
 from ps_tf.training import feature_pooling, reid as reid_training
 from stage1_fixture import make_stage1_run
 
@@ -20,7 +22,7 @@ IMAGE = 64
 def pooled_run(tmp_path_factory, tiny_synthetic_data_dir):
     model_dir = str(tmp_path_factory.mktemp('run'))
     make_stage1_run(model_dir, image_size=IMAGE)
-    detector, _, checkpoint = feature_pooling.restore_detector(model_dir)
+    detector, _, checkpoint = loading.restore_detector(model_dir)
     pooled_dir = os.path.join(model_dir, 'pooled')
     feature_pooling.pool_features(detector.trunk, 'J4', IMAGE, pooled_dir, [DATASET], checkpoint,
                                   images_per_shard=4, data_dir=tiny_synthetic_data_dir)
@@ -70,13 +72,13 @@ def test_one_step_per_phase_frozen_trunk_and_resume(pooled_run, tmp_path, capsys
     assert longer.step == 3
 
     # The trained joint model loads back from the run directories.
-    joint, image_size = reid_training.load_joint_model(output_dir)
+    joint, image_size = loading.load_joint_model(output_dir)
     assert image_size == IMAGE and joint.embedding_dim == 8
     np.testing.assert_array_equal(joint.reid_branch.embedding.kernel,
                                   longer.branch.embedding.kernel)
     # ... in the precision it was trained in (synthetic preset: 'auto'), or a chosen one.
     for precision, compute in (('float32', 'float32'), ('bfloat16', 'bfloat16')):
-        chosen, _ = reid_training.load_joint_model(output_dir, precision=precision)
+        chosen, _ = loading.load_joint_model(output_dir, precision=precision)
         assert chosen.detector.head.compute_dtype == compute
         assert chosen.reid_branch.rest.layers[-1].compute_dtype == compute
         np.testing.assert_array_equal(chosen.reid_branch.embedding.kernel,
@@ -89,7 +91,7 @@ def test_checkpoints_land_on_multiples_of_reid_checkpoint_every(pooled_run, tmp_
     output_dir = str(tmp_path / 'reid')
     # A one-layer branch and a step that only counts: the loop's checkpoint schedule alone is
     # tested (a branch's checkpoint is 100+ MB, its steps slow on a busy CPU).
-    monkeypatch.setattr(reid_training.stage2_models, 'build_stage2_model',
+    monkeypatch.setattr(reid_training.stage2, 'build_stage2_model',
                         lambda *args: tf.keras.Sequential([tf.keras.layers.Dense(1)]))
 
     def train(hard_epochs: int) -> list[int]:
@@ -126,7 +128,7 @@ def test_triplet_statistics_match_brute_force():
     embeddings = rng.normal(size=(8, 3)).astype(np.float32)
     labels = np.array([0, 0, 1, 1, 2, 2, 2, 3])
     margin = 0.5
-    stats = {k: float(v) for k, v in reid_training.triplet_statistics(
+    stats = {k: float(v) for k, v in triplet_statistics(
         tf.constant(embeddings), tf.constant(labels), margin).items()}
     d = np.linalg.norm(embeddings[:, None] - embeddings[None], axis=-1)
     positives, negatives, active, valid = [], [], 0, 0
@@ -212,11 +214,12 @@ def test_reid_training_learns_to_tell_the_training_identities_apart(pooled_run, 
     """The learning check: a hundred triplet steps lift box-retrieval mAP over the training
     identities clearly above what the untrained branch (the detector's own C5 plus a random
     embedding) gives."""
-    from ps_tf.training import pooled_features, pooled_manifest
+    from ps_tf.data.pooled import manifest as pooled_manifest
+    from ps_tf.data.pooled import records as pooled_records
 
     model_dir, pooled_dir, detector = pooled_run
     manifest = pooled_manifest.read_manifest(pooled_dir)
-    records = list(pooled_features.pooled_dataset(manifest).batch(256).as_numpy_iterator())
+    records = list(pooled_records.pooled_dataset(manifest).batch(256).as_numpy_iterator())
     features = np.concatenate([r['feature'] for r in records])
     labels = np.concatenate([r['label'] for r in records])
     assert len(set(labels.tolist())) >= 3 and len(labels) >= 8

@@ -17,9 +17,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import tempfile
 
 import numpy as np
+
+from ps_tf import atomic
 
 INDEX_VERSION = 1
 
@@ -79,11 +80,9 @@ class GalleryIndex:
 
     def save(self, path: str) -> None:
         """Writes the index atomically (a temporary file in the same directory, then rename)."""
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix='.index-', suffix='.npz', dir=directory)
-        try:
-            with os.fdopen(handle, 'wb') as f:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with atomic.replacing(path) as temporary:
+            with open(temporary, 'wb') as f:
                 np.savez(f, index_version=INDEX_VERSION, model_id=self.model_id,
                          embedding_dim=self.embedding_dim,
                          file_path=np.asarray([k.path for k in self.keys], dtype=str),
@@ -91,11 +90,6 @@ class GalleryIndex:
                          file_size=np.asarray([k.size for k in self.keys], np.int64),
                          file_fps=np.asarray([k.fps for k in self.keys], np.float64),
                          **self.detections)
-            os.replace(temporary, path)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.remove(temporary)
-            raise
 
     def missing(self, keys: list[SourceKey]) -> list[SourceKey]:
         """The keys not indexed as they are now (new files, or changed since indexing)."""
@@ -228,9 +222,8 @@ def top_k_hnsw(queries: np.ndarray, embeddings: np.ndarray, k: int, ef_search: i
         graph = faiss.IndexHNSWFlat(vectors.shape[1], graph_degree, faiss.METRIC_INNER_PRODUCT)
         graph.add(vectors)
         if path:
-            temporary = path + '.tmp'
-            faiss.write_index(graph, temporary)
-            os.replace(temporary, path)
+            with atomic.replacing(path) as temporary:
+                faiss.write_index(graph, temporary)
     graph.hnsw.efSearch = max(ef_search, k)
     similarities, indices = graph.search(queries, min(k, len(vectors)))
     return similarities.astype(np.float32), indices.astype(np.int64)

@@ -22,8 +22,8 @@ from ps_tf.models.disjoint import DISJOINT, DisjointEmbedder, DisjointModel, \
 from ps_tf.models.joint import JointModel, PersonSearchModel
 from ps_tf.models.reid import SNIPPET_SIZE, ReidBranch, build_reid_branch, copy_detector_stages, \
     pooled_shape
+from ps_tf.models.factory import layers_with_weights
 from ps_tf.models.retinanet import RetinaNetDetector
-from ps_tf.training.feature_pooling import layers_with_weights
 
 CROP_DTYPE = 'uint8'
 # 'detector': the embedder's ResNet-50 starts as the stage-1 detector's (trunk + rest).

@@ -8,9 +8,9 @@ order).
 
 Directory layout:
 
-    manifest.json                          pooled_manifest.py: variant, shape, dtype, identities
+    manifest.json                          manifest.py: variant, shape, dtype, identities
     pooled-00000-of-00010.tfrecord         the records of shard 0
-    pooled-00000-of-00010.index.json       pooled_index.py: label, byte offset, length per record
+    pooled-00000-of-00010.index.json       index.py: label, byte offset, length per record
     ...
 
 One record = one `tf.train.Example` per box:
@@ -49,8 +49,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from ps_tf.training import pooled_index
-from ps_tf.training import pooled_manifest
+from ps_tf.data.pooled import index as pooled_index
+from ps_tf.data.pooled import manifest as pooled_manifest
 
 T = TypeVar('T')
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ps_tf.models.anchor_labeler import AnchorLabeler, pairwise_iou
-from ps_tf.models.anchors import AnchorConfig, BoxCoder, anchors_per_level, generate_anchors
+from ps_tf.ops.anchor_labeler import AnchorLabeler, pairwise_iou
+from ps_tf.ops.anchors import AnchorConfig, BoxCoder, anchors_per_level, generate_anchors
 
 
 def test_anchor_counts_per_level_at_640():

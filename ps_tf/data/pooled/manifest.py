@@ -36,10 +36,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import uuid
 from typing import Any, Iterable, Mapping, Sequence
 
 import tensorflow as tf
+
+from ps_tf import atomic
 
 MANIFEST_NAME = 'manifest.json'
 FORMAT = 'ps_tf.pooled_features'
@@ -152,14 +153,6 @@ class PooledManifest:
         return sum(self.identity_counts)
 
 
-def write_json_atomically(path: str, content: Any) -> None:
-    """Writes `content` as JSON to `path` through a temporary file renamed over it."""
-    temp_path = f'{path}.tmp-{uuid.uuid4().hex}'
-    with tf.io.gfile.GFile(temp_path, 'w') as f:
-        f.write(json.dumps(content, indent=1) + '\n')
-    tf.io.gfile.rename(temp_path, path, overwrite=True)
-
-
 def write_manifest(output_dir: str, *, variant: str, pooled_shape: Sequence[int], dtype: str,
                    source_checkpoint: str, num_shards: int, identity_map: IdentityMap,
                    identity_counts: Sequence[int] | None = None,
@@ -219,7 +212,7 @@ def write_manifest(output_dir: str, *, variant: str, pooled_shape: Sequence[int]
         'metadata': dict(metadata or {}),
     }
     path = os.path.join(output_dir, MANIFEST_NAME)
-    write_json_atomically(path, content)
+    atomic.write_json(path, content, indent=1, sort_keys=False)
     return _from_json(path, content)
 
 

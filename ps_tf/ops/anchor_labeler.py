@@ -20,7 +20,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from ps_tf.models.anchors import BoxCoder
+from ps_tf.ops.anchors import BoxCoder
 
 
 def pairwise_iou(boxes_a: tf.Tensor, boxes_b: tf.Tensor) -> tf.Tensor:

@@ -21,7 +21,7 @@ against 0.25-1 MiB for the pooled feature itself).
 A read checks the record's length field against the index, and `load_record_index` checks each
 shard's size, so an index that does not belong to its shard fails loudly. The data CRC is not
 verified (the checksum is not exposed in Python); `tf.data.TFRecordDataset` over the shards
-(`pooled_features.pooled_dataset`) does verify it.
+(`pooled_records.pooled_dataset`) does verify it.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from ps_tf.training import pooled_manifest
+from ps_tf import atomic
+from ps_tf.data.pooled import manifest as pooled_manifest
 
 HEADER_BYTES = 12   # uint64 length + uint32 CRC of the length
 FOOTER_BYTES = 4    # uint32 CRC of the data
@@ -51,7 +52,7 @@ def framed_size(data_length: int) -> int:
 def write_shard_index(path: str, shard_file: str, labels: Sequence[int], offsets: Sequence[int],
                       lengths: Sequence[int], file_bytes: int) -> None:
     """Writes a shard's index file atomically (format in the module docstring)."""
-    pooled_manifest.write_json_atomically(path, {
+    atomic.write_json(path, {
         'file': shard_file, 'num_records': len(labels), 'file_bytes': int(file_bytes),
         'labels': [int(n) for n in labels], 'offsets': [int(n) for n in offsets],
         'lengths': [int(n) for n in lengths]})

@@ -20,9 +20,10 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from ps_tf.data import datasets as datasets_lib
-from ps_tf.data.detection_parser import boxes_to_original, resize_and_pad, scale_boxes
-from ps_tf.models.joint import JointModel
+from ps_tf.models.joint import JointModel, PersonSearchModel
+from ps_tf.ops.geometry import boxes_to_original, resize_and_pad, scale_boxes
 
+HEADLINE_GALLERY_SIZE = 100   # CUHK-SYSU's standard gallery size
 GALLERY_SPLIT = 'gallery'
 QUERY_SPLIT = 'query'
 
@@ -32,9 +33,15 @@ def xyxy_to_yxyx(boxes_xyxy: np.ndarray) -> np.ndarray:
     return np.asarray(boxes_xyxy)[..., [1, 0, 3, 2]]
 
 
-def _split_input(dataset: str, split: str, image_size: int, batch_size: int,
-                 data_dir: str | None, manual_dir) -> tf.data.Dataset:
-    """Batches of padded images with their annotations; ground truth padded with ignore=True."""
+def split_examples(dataset: str, split: str, data_dir: str | None,
+                   manual_dir=None) -> tf.data.Dataset:
+    """The split's examples in file order, with only what evaluation reads: the encoded image,
+    its name and protocol index, the ground-truth boxes (original x1, y1, x2, y2) and ignore
+    flags, the query box.
+
+    Raises:
+        ValueError: the dataset has no such split.
+    """
     builder = datasets_lib.get_builder(dataset, data_dir, manual_dir)
     if split not in builder.info.splits:
         raise ValueError(f'{dataset} has no {split!r} split (it has {sorted(builder.info.splits)})')
@@ -42,6 +49,12 @@ def _split_input(dataset: str, split: str, image_size: int, batch_size: int,
         {'image': True, 'image/filename': True, 'protocol_index': True,
          'objects': {'box': True, 'ignore': True}, 'query': {'box': True}},
         decoders={'image': tfds.decode.SkipDecoding()})
+    return builder.as_dataset(split=split, shuffle_files=False, decoders=decoders)
+
+
+def _split_input(dataset: str, split: str, image_size: int, batch_size: int,
+                 data_dir: str | None, manual_dir) -> tf.data.Dataset:
+    """Batches of padded images with their annotations; ground truth padded with ignore=True."""
 
     def parse(example):
         image = tf.io.decode_image(example['image'], channels=3, expand_animations=False)
@@ -53,8 +66,8 @@ def _split_input(dataset: str, split: str, image_size: int, batch_size: int,
                 'filename': example['image/filename'],
                 'protocol_index': tf.cast(example['protocol_index'], tf.int64)}
 
-    examples = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders)
-    examples = examples.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    examples = split_examples(dataset, split, data_dir, manual_dir).map(
+        parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return examples.padded_batch(batch_size, padding_values={
         'image': 0.0, 'image_info': 0.0, 'gt_boxes': 0.0, 'gt_ignore': True, 'query_box': 0.0,
         'filename': b'', 'protocol_index': tf.constant(-1, tf.int64)}).prefetch(1)
@@ -106,22 +119,30 @@ def gallery_predictions(joint: JointModel, dataset: str, image_size: int, batch_
         boxes.append(original[row, slot])
         scores.append(outputs['detection_scores'].numpy()[row, slot])
         embeddings.append(outputs['detection_embeddings'].numpy()[row, slot])
-    # Protocol order: rank of each image's protocol_index.
-    to_protocol = np.empty(len(order), np.int64)
+    logging.info('%s gallery: %d images, %d %s', dataset, len(names), sum(map(len, scores)),
+                 'ground-truth boxes' if use_gt_boxes else 'detections')
+    return gallery_arrays(names, order, image_index, boxes, scores, embeddings,
+                          joint.embedding_dim)
+
+
+def gallery_arrays(names: list[str], order: list[int], image_index: list[np.ndarray],
+                   boxes: list[np.ndarray], scores: list[np.ndarray],
+                   embeddings: list[np.ndarray], embedding_dim: int) -> dict[str, np.ndarray]:
+    """The gallery arrays of a predictions file, in protocol order, from what a pass over the
+    gallery split collected in reading order: each image's name and `protocol_index`, and per
+    batch the detections' image (index into the names), boxes, scores and embeddings."""
+    to_protocol = np.empty(len(order), np.int64)   # reading position -> protocol position
     to_protocol[np.argsort(order, kind='stable')] = np.arange(len(order))
-    det_image = to_protocol[np.concatenate(image_index)] if image_index else np.zeros(0, np.int64)
+    det_image = (to_protocol[np.concatenate(image_index).astype(np.int64)] if image_index
+                 else np.zeros(0, np.int64))
     sort = np.argsort(det_image, kind='stable')
-    dim = joint.embedding_dim
-    result = {
+    return {
         'gallery_image_names': np.asarray(names, dtype=str)[np.argsort(order, kind='stable')],
         'det_image_index': det_image[sort].astype(np.int64),
         'det_boxes': _concat(boxes, (0, 4))[sort].astype(np.float32),
         'det_scores': _concat(scores, (0,))[sort].astype(np.float32),
-        'det_embeddings': _concat(embeddings, (0, dim))[sort].astype(np.float32),
+        'det_embeddings': _concat(embeddings, (0, embedding_dim))[sort].astype(np.float32),
     }
-    logging.info('%s gallery: %d images, %d %s', dataset, len(names), len(sort),
-                 'ground-truth boxes' if use_gt_boxes else 'detections')
-    return result
 
 
 def query_embeddings(joint: JointModel, dataset: str, image_size: int, batch_size: int = 8,
@@ -162,6 +183,36 @@ def predict_dataset(joint: JointModel, dataset: str, image_size: int, batch_size
     result['query_embeddings'] = query_embeddings(joint, dataset, image_size, batch_size,
                                                   data_dir, manual_dir)
     return result
+
+
+def search_metrics(joint: PersonSearchModel, dataset: str, image_size: int, batch_size: int = 8,
+                   data_dir: str | None = None, manual_dir=None) -> dict[str, float]:
+    """Search mAP / top-1 of the joint model on `dataset`'s gallery and query splits.
+
+    `predict_dataset` scored by `evaluator` against the dataset's protocol. `mAP` and `top1` are
+    the headline: CUHK-SYSU's gallery of 100 (else the largest finite gallery size the dataset
+    defines; PRW: its one gallery); every row also gives `mAP/<gallery>` and `top1/<gallery>`
+    (-1 = the full set).
+    """
+    from ps_tf.evaluation import evaluator, predictions, protocol
+
+    arrays = predict_dataset(joint, dataset, image_size, batch_size,
+                             data_dir=data_dir, manual_dir=manual_dir)
+    rows = evaluator.evaluate_predictions(protocol.load_protocol(dataset, data_dir),
+                                          predictions.Predictions(**arrays))
+    metrics = {'gallery_size': None}
+    sizes = [row['gallery_size'] for row in rows if row.get('gallery_size', -1) > 0]
+    headline = rows[0]
+    if sizes:
+        size = HEADLINE_GALLERY_SIZE if HEADLINE_GALLERY_SIZE in sizes else max(sizes)
+        headline = next(row for row in rows if row.get('gallery_size') == size)
+        metrics['gallery_size'] = size
+    metrics.update(mAP=headline['mAP'], top1=headline['top1'], det_ap=headline['det_ap'])
+    for row in rows:
+        gallery = row.get('gallery_size', row.get('gallery'))
+        metrics[f'mAP/{gallery}'] = row['mAP']
+        metrics[f'top1/{gallery}'] = row['top1']
+    return metrics
 
 
 def _concat(parts: list[np.ndarray], empty_shape: tuple[int, ...]) -> np.ndarray:

@@ -26,11 +26,11 @@ from absl import logging
 from ps_tf import visualization
 from ps_tf.config import DetectionConfig, save_config
 from ps_tf.data import datasets as datasets_lib
+from ps_tf.evaluation import detection_split
 from ps_tf.losses import detection_loss
 from ps_tf.models.factory import anchor_config, build_model
 from ps_tf.precision import resolve_mixed_precision
 from ps_tf.schedules import LinearCosineDecayWithWarmup
-from ps_tf.training import detection_validation
 from ps_tf.training.checkpoints import save_checkpoint
 
 
@@ -195,9 +195,9 @@ class DetectionTrainer:
         dataset = datasets_lib.detection_eval_dataset(
             name, split, config.image_size, config.batch_size, data_dir=self.data_dir,
             manual_dir=self.manual_dir)
-        detections = detection_validation.detect_split(self._detect, dataset,
-                                                       max_images=config.validation_images)
-        result = detection_validation.detection_metrics(detections)
+        detections = detection_split.detect_split(self._detect, dataset,
+                                                  max_images=config.validation_images)
+        result = detection_split.detection_metrics(detections)
         metrics = {'det_ap': result.average_precision, 'det_recall': result.recall}
         writer = tf.summary.create_file_writer(os.path.join(self.model_dir, 'validation'))
         with writer.as_default(step=self.step):

@@ -1,7 +1,7 @@
-"""Runs the detector over a split and scores it with the protocol's detection AP.
+"""Runs a detector over a split and scores it with the protocol's detection AP.
 
-Used periodically by stage-1 training (and by evaluation of checkpoints): every image of the
-split once, detections mapped back to original pixels, then `ps_tf.evaluation.detection`.
+Stage 1's periodic validation and `experiments/detector_ap.py` use it: every image of the split
+once, detections mapped back to original pixels, then `ps_tf.evaluation.detection`.
 """
 
 from __future__ import annotations

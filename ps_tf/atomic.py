@@ -21,6 +21,14 @@ def _remote(path: str) -> bool:
     return '://' in path
 
 
+def is_temporary(name: str, of: str | tuple[str, ...]) -> bool:
+    """Whether the file name `name` is a temporary of `replacing` for a target whose name starts
+    with `of` (one prefix or several): what a killed writer leaves behind, for cleanups to
+    recognise."""
+    prefixes = (of,) if isinstance(of, str) else of
+    return name.startswith('.') and '.tmp' in name and name[1:].startswith(prefixes)
+
+
 @contextlib.contextmanager
 def replacing(path: str) -> Iterator[str]:
     """Yields a temporary path beside `path`; on a clean exit renames it over `path`; on an

@@ -11,7 +11,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 LAYERS = {   # package or module prefix -> layer; the longest matching prefix wins
-    'ps_tf': 0, 'ps_tf.config': 0, 'ps_tf.precision': 0, 'ps_tf.atomic': 0, 'ps_tf.schedules': 0,
+    'ps_tf.config': 0, 'ps_tf.precision': 0, 'ps_tf.atomic': 0, 'ps_tf.schedules': 0,
     'ps_tf.quiet': 0, 'ps_tf.graph_cost': 0, 'ps_tf.ops': 0,
     'ps_tf.data': 1,
     'ps_tf.models': 2,

@@ -125,6 +125,8 @@ def test_crash_mid_shard_leaves_no_final_file_and_resume_rewrites_only_missing(t
     assert writer.completed_shards() == []
     os.rename(tmp_path / 'saved', tmp_path / 'pooled-00000-of-00003.tfrecord')
 
+    # A crash while the index was written (ps_tf.atomic's hidden temporary) is cleaned up too.
+    (tmp_path / '.pooled-00001-of-00003.index.0123abcd.tmp.json').write_text('{')
     shard_0_time = os.stat(tmp_path / 'pooled-00000-of-00003.tfrecord').st_mtime_ns
     resumed = _writer(tmp_path, num_shards=3)
     assert resumed.missing_shards() == [1, 2]
@@ -135,7 +137,7 @@ def test_crash_mid_shard_leaves_no_final_file_and_resume_rewrites_only_missing(t
     for shard_index in resumed.missing_shards():
         resumed.write_shard(shard_index, shards[shard_index])
     manifest = resumed.finalize()
-    assert not [name for name in os.listdir(tmp_path) if '.tmp-' in name]
+    assert not [name for name in os.listdir(tmp_path) if '.tmp' in name]
     assert os.stat(tmp_path / 'pooled-00000-of-00003.tfrecord').st_mtime_ns == shard_0_time
     assert manifest.num_records == 9 and manifest.identity_counts[3:] == (3, 3, 3)
 

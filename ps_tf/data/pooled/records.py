@@ -28,14 +28,15 @@ One record = one `tf.train.Example` per box:
 
 Atomicity and resume. The caller splits its work (images) into shards deterministically
 (`split_into_shards`) and writes each shard with `ShardedWriter.write_shard`: the records go to
-`<shard>.tmp-<random>`, the index to `<index>.tmp-<random>`; when the shard is complete the index
-is renamed to its final name, then the shard (with `overwrite=False`). The shard's final name is the
-commit point: a crash leaves at worst a temporary file, never a truncated shard under its final
-name. `completed_shards()` lists the shards whose final shard and index files exist, so an
-interrupted run recomputes only the missing ones; writing a shard first removes its own stale
-temporary files, and `finalize()` removes any left over. The manifest is written at the start of a
-run with `complete: false` and the run's settings: a resumed run with other settings (checkpoint,
-variant, shape, dtype, number of shards, identities) is refused instead of mixing features.
+`<shard>.tmp-<random>`; when the shard is complete its index is written through `ps_tf.atomic`
+(a hidden temporary renamed to its final name), then the shard is renamed (`overwrite=False`).
+The shard's final name is the commit point: a crash leaves at worst a temporary file, never a
+truncated shard under its final name. `completed_shards()` lists the shards whose final shard and
+index files exist, so an interrupted run recomputes only the missing ones; writing a shard first
+removes its own stale temporary files (both kinds), and `finalize()` removes any left over. The
+manifest is written at the start of a run with `complete: false` and the run's settings: a resumed
+run with other settings (checkpoint, variant, shape, dtype, number of shards, identities) is
+refused instead of mixing features.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from ps_tf import atomic
 from ps_tf.data.pooled import index as pooled_index
 from ps_tf.data.pooled import manifest as pooled_manifest
 
@@ -293,7 +295,8 @@ class ShardedWriter:
         prefixes = ('pooled-', pooled_manifest.MANIFEST_NAME) if shard_index is None else (
             shard_name(shard_index, self.num_shards), index_name(shard_index, self.num_shards))
         for name in tf.io.gfile.listdir(self.output_dir):
-            if name.startswith(prefixes) and '.tmp-' in name:
+            if (name.startswith(prefixes) and '.tmp-' in name
+                    or atomic.is_temporary(name, prefixes)):
                 logging.info('Removing stale temporary file %s', name)
                 tf.io.gfile.remove(os.path.join(self.output_dir, name))
 

@@ -193,7 +193,8 @@ def pool_features(trunk: tf.keras.Model | None, variant: str, image_size: int, o
         image_size: the detector's input side (pixels).
         output_dir: the pooled-feature directory.
         datasets: TFDS names of the re-ID datasets.
-        source_checkpoint: the stage-1 checkpoint the trunk was restored from (recorded).
+        source_checkpoint: the stage-1 checkpoint the trunk was restored from (recorded
+            absolute, so that stage 2 finds it from any working directory).
         split: the split pooled.
         dtype: storage dtype, 'float16' or 'float32' ('uint8' for Disj crops).
         images_per_shard: images per shard.
@@ -204,7 +205,8 @@ def pool_features(trunk: tf.keras.Model | None, variant: str, image_size: int, o
     pooler = FeaturePooler(trunk, variant, image_size)
     writer = pooled_records.ShardedWriter(
         output_dir, num_shards=len(shards), identity_map=identity_map, variant=variant,
-        pooled_shape=pooler.pooled_shape, source_checkpoint=source_checkpoint, dtype=dtype,
+        pooled_shape=pooler.pooled_shape,
+        source_checkpoint=pooled_records.local_absolute(source_checkpoint), dtype=dtype,
         metadata={'image_size': image_size, 'split': split, 'datasets': sorted(datasets),
                   'images_per_shard': images_per_shard})
     missing = writer.missing_shards()

@@ -36,9 +36,12 @@ def _pool(detector, checkpoint, output_dir, data_dir):
         batch_size=2, data_dir=data_dir)
 
 
-def test_pools_every_labelled_box_with_its_identity(stage1, tiny_synthetic_data_dir, tmp_path):
+def test_pools_every_labelled_box_with_its_identity(
+        stage1, tiny_synthetic_data_dir, tmp_path, monkeypatch):
     detector, checkpoint = stage1
-    manifest = _pool(detector, checkpoint, str(tmp_path / 'pooled'), tiny_synthetic_data_dir)
+    monkeypatch.chdir(os.path.dirname(checkpoint))   # given relative, recorded absolute
+    manifest = _pool(detector, os.path.basename(checkpoint), str(tmp_path / 'pooled'),
+                     tiny_synthetic_data_dir)
     # The ground truth, read independently.
     builder = datasets_lib.get_builder(DATASET, tiny_synthetic_data_dir)
     expected = []

@@ -150,6 +150,16 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         _writer(tmp_path, num_shards=4)
 
 
+def test_resume_accepts_the_relative_checkpoint_of_older_versions(tmp_path, monkeypatch):
+    """Older versions recorded the stage-1 checkpoint as given (relative to where train.py ran);
+    resuming from the same directory with its absolute path is the same run."""
+    monkeypatch.chdir(tmp_path)
+    _writer(tmp_path / 'pooled', checkpoint='run/checkpoints/ckpt-7')
+    _writer(tmp_path / 'pooled', checkpoint=str(tmp_path / 'run' / 'checkpoints' / 'ckpt-7'))
+    with pytest.raises(ValueError, match='"source_checkpoint"'):
+        _writer(tmp_path / 'pooled', checkpoint=str(tmp_path / 'other' / 'ckpt-7'))
+
+
 def test_manifest_mismatch_names_file_field_expected_and_found(tmp_path):
     writer = _writer(tmp_path, num_shards=1)
     writer.write_shard(0, _boxes(np.random.default_rng(4), 'prw', [1, 1]))

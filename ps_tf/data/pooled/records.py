@@ -221,6 +221,15 @@ def pooled_dataset(manifest: pooled_manifest.PooledManifest) -> tf.data.Dataset:
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
+def local_absolute(path: str) -> str:
+    """`path` made absolute when it is a local path (a URL such as gs://... is left as it is).
+
+    The manifest records the stage-1 checkpoint absolute, so that stage 2 finds it whichever
+    directory it is started from.
+    """
+    return path if '://' in path else os.path.abspath(path)
+
+
 class ShardedWriter:
     """Writes pooled features as atomic, resumable TFRecord shards plus their manifest.
 
@@ -269,7 +278,9 @@ class ShardedWriter:
                 if field == 'metadata':
                     continue
                 found = getattr(existing, field)
-                if found != want:
+                same = (found == want if field != 'source_checkpoint'   # older versions: as given
+                        else local_absolute(found) == local_absolute(want))
+                if not same:
                     shown = ((len(found), len(want)) if field == 'identity_map' else (found, want))
                     raise ValueError(f'{manifest_path}: field "{field}" is {shown[0]} but this '
                                      f'run has {shown[1]}; resume with the same settings or '

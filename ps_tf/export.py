@@ -1,20 +1,17 @@
-"""Exports a trained joint model as a SavedModel that TF Serving loads (docs/formats.md#savedmodel).
+"""Exporting a trained joint model as a SavedModel for TF Serving (docs/formats.md#savedmodel).
 
-    python export/export_saved_model.py --checkpoint=runs/main --export_dir=exported
-
-writes `exported/1/` (`--version`) with the signatures `serving_default` (encoded image bytes),
-`detect_images` (uint8 tensor), `detect_examples` (serialized tf.train.Example) and
+`export` writes `<export_dir>/<version>/` with the signatures `serving_default` (encoded image
+bytes), `detect_images` (uint8 tensor), `detect_examples` (serialized tf.train.Example) and
 `embed_boxes` (see `ps_tf/serving.py` and `export/README.md`). The SavedModel is written to a
 temporary directory, reloaded in a fresh Python process whose outputs must match the in-memory
 model's on every signature, and only then renamed to `<export_dir>/<version>`, with the modes of
 a folder made by `mkdir` (0755 directories and 0644 files under the usual umask 022, so that a TF
-Serving process of another user can read it); finally the signatures are printed as
-`saved_model_cli show --all` shows them.
+Serving process of another user can read it). `show_summary` prints the signatures as
+`saved_model_cli show --all` shows them. The command is `ps-export`
+(`ps_tf/commands/export.py`, also `python export/export_saved_model.py`).
 """
 
 from __future__ import annotations
-
-import ps_tf.quiet  # noqa: F401  (first: keeps TensorFlow's start-up noise off stderr)
 
 import os
 import pathlib
@@ -26,11 +23,12 @@ import tempfile
 
 import numpy as np
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import logging
 
 from ps_tf import serving
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+# The folder holding the ps_tf package: the fresh process imports the same ps_tf.
+PACKAGE_PARENT = pathlib.Path(__file__).resolve().parents[1]
 # Largest |difference| accepted between the in-memory and reloaded outputs (pixels for boxes).
 TOLERANCE = {'detection_boxes': 1e-2, 'detection_scores': 1e-4, 'num_detections': 0,
              'detection_embeddings': 1e-4, 'embeddings': 1e-4}
@@ -61,11 +59,11 @@ def reload_in_fresh_process(saved_model_dir: str, inputs: dict) -> dict:
     with tempfile.TemporaryDirectory() as workdir:
         with open(os.path.join(workdir, 'inputs.pkl'), 'wb') as f:
             pickle.dump(inputs, f)
-        env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2',
-               'PYTHONPATH': os.pathsep.join([str(ROOT), os.environ.get('PYTHONPATH', '')])}
+        python_path = os.pathsep.join([str(PACKAGE_PARENT), os.environ.get('PYTHONPATH', '')])
+        env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2', 'PYTHONPATH': python_path}
         result = subprocess.run(
             [sys.executable, '-c', _CHILD, saved_model_dir, workdir],
-            capture_output=True, text=True, env=env, cwd=str(ROOT))
+            capture_output=True, text=True, env=env, cwd=str(PACKAGE_PARENT))
         if result.returncode != 0:
             raise RuntimeError(f'reloading {saved_model_dir} in a fresh process failed:\n'
                                f'{result.stderr[-3000:]}')
@@ -178,46 +176,3 @@ def show_summary(saved_model_dir: str) -> str:
         lines.append(f'  Method name is: {signature.method_name}')
         lines.append('')
     return '\n'.join(lines)
-
-
-FLAGS = flags.FLAGS
-
-
-def define_flags() -> None:
-    flags.DEFINE_string('checkpoint', None, 'train.py model_dir, its reid/ directory, or a '
-                        'stage-2 checkpoint (.../reid/checkpoints/ckpt-N).')
-    flags.DEFINE_string('export_dir', None, 'Writes <export_dir>/<version>/.')
-    flags.DEFINE_integer('version', 1, 'Model version (the subdirectory TF Serving loads).')
-    flags.DEFINE_integer('image_size', None, 'Detector input side in pixels (default: the '
-                         'trained one).')
-    flags.DEFINE_float('score_threshold', None, 'Detection score threshold (default: trained).')
-    flags.DEFINE_integer('max_detections', None, 'Detections per image (default: trained).')
-    flags.DEFINE_bool('verify', True, 'Reload in a fresh process and compare outputs.')
-    flags.DEFINE_list('test_images', None, 'Images for the comparison (default: two noise '
-                      'images; give real ones so that the detections are compared too).')
-    flags.mark_flags_as_required(['checkpoint', 'export_dir'])
-
-
-def main(argv) -> None:
-    del argv
-    module = serving.load_serving_module(FLAGS.checkpoint, FLAGS.image_size,
-                                         FLAGS.score_threshold, FLAGS.max_detections)
-    test_images = None
-    if FLAGS.test_images:
-        test_images = [tf.io.decode_image(tf.io.read_file(path), channels=3,
-                                          expand_animations=False).numpy()
-                       for path in FLAGS.test_images]
-    path, differences = export(module, FLAGS.export_dir, FLAGS.version, FLAGS.verify,
-                               test_images)
-    print(show_summary(path))
-    for key, difference in differences.items():
-        print(f'reloaded == in-memory: {key} max |diff| {difference:.2e}')
-    logging.info('wrote %s', path)
-    print(f'exported {path} (image_size {module.image_size}, score_threshold '
-          f'{module.score_threshold}, max_detections {module.max_detections}, embedding_dim '
-          f'{module.embedding_dim})')
-
-
-if __name__ == '__main__':
-    define_flags()
-    app.run(main)

@@ -1,25 +1,19 @@
-"""A client of the exported model behind `tensorflow_model_server` (see export/README.md).
+"""Requests to the exported model behind `tensorflow_model_server` (see export/README.md).
 
-    python export/serving_client.py --image=scene.jpg --server=localhost:8501 --protocol=rest
-    python export/serving_client.py --image=scene.jpg --server=localhost:8500 --protocol=grpc
-    python export/serving_client.py --image=scene.jpg --box=10,20,60,150 ...   # embed_boxes
-
-The request-building functions are plain and testable: `rest_payload` / `rest_embed_payload`
-give the JSON body of `POST /v1/models/<name>:predict`, `grpc_request` / `grpc_embed_request`
-the `tensorflow_serving.apis.predict_pb2.PredictRequest` (package `tensorflow-serving-api`,
-the `serving` extra).
+The command is `ps-serving-client` (`ps_tf/commands/serving_client.py`, also
+`python export/serving_client.py`). The request-building functions are plain and testable:
+`rest_payload` / `rest_embed_payload` give the JSON body of `POST /v1/models/<name>:predict`,
+`grpc_request` / `grpc_embed_request` the `tensorflow_serving.apis.predict_pb2.PredictRequest`
+(package `tensorflow-serving-api`, the `serving` extra).
 """
 
 from __future__ import annotations
-
-import ps_tf.quiet  # noqa: F401  (first: keeps TensorFlow's start-up noise off stderr)
 
 import base64
 import json
 import urllib.request
 
 import numpy as np
-from absl import app, flags
 
 MODEL_NAME = 'ps_tf'
 
@@ -94,36 +88,3 @@ def send_grpc(server: str, request, timeout: float = 60.0) -> dict[str, np.ndarr
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         response = stub.Predict(request, timeout)
     return {key: tf.make_ndarray(value) for key, value in response.outputs.items()}
-
-
-FLAGS = flags.FLAGS
-
-
-def define_flags() -> None:
-    flags.DEFINE_string('image', None, 'An image file (JPEG, PNG, BMP or GIF).')
-    flags.DEFINE_string('box', None, 'x1,y1,x2,y2: embed this box (embed_boxes) instead of '
-                        'detecting (serving_default).')
-    flags.DEFINE_string('server', 'localhost:8501', 'host:port (REST 8501, gRPC 8500).')
-    flags.DEFINE_enum('protocol', 'rest', ['rest', 'grpc'], 'Transport.')
-    flags.DEFINE_string('model_name', MODEL_NAME, 'The --model_name given to the server.')
-    flags.mark_flag_as_required('image')
-
-
-def main(argv) -> None:
-    del argv
-    with open(FLAGS.image, 'rb') as f:
-        image = f.read()
-    box = [float(v) for v in FLAGS.box.split(',')] if FLAGS.box else None
-    if FLAGS.protocol == 'rest':
-        payload = rest_embed_payload(image, [box]) if box else rest_payload([image])
-        print(json.dumps(post_rest(FLAGS.server, payload, FLAGS.model_name))[:2000])
-    else:
-        request = (grpc_embed_request(image, [box], FLAGS.model_name) if box
-                   else grpc_request([image], FLAGS.model_name))
-        for key, value in send_grpc(FLAGS.server, request).items():
-            print(key, value.shape, value.reshape(-1)[:8])
-
-
-if __name__ == '__main__':
-    define_flags()
-    app.run(main)

@@ -1,4 +1,4 @@
-"""export/export_saved_model.py, the SavedModel's signatures, and the serving client's requests.
+"""ps_tf/export.py (ps-export), the SavedModel's signatures, and the serving client's requests.
 
 One random-weight J4 model (64 px, 8-d embeddings, score threshold 0 so that every image has
 `max_detections` detections) is exported once for the module; the export itself reloads it in
@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from ps_tf import export as export_lib
 from ps_tf import serving
+from ps_tf import serving_client
 from ps_tf.ops.geometry import boxes_to_original, resize_and_pad
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -30,8 +32,6 @@ def _load(name, path):
     return module
 
 
-export_lib = _load('export_saved_model', ROOT / 'export' / 'export_saved_model.py')
-serving_client = _load('serving_client', ROOT / 'export' / 'serving_client.py')
 # The random-weight model directory and the search CLI, shared with the search tests.
 search_tests = _load('search_tests', ROOT / 'tests' / 'test_search.py')
 

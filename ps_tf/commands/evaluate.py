@@ -1,4 +1,6 @@
-"""Evaluates person search: detection AP/recall and the CUHK-SYSU or PRW search protocol.
+"""`ps-evaluate`: detection AP/recall and the CUHK-SYSU or PRW search protocol.
+
+(`python evaluate.py` in a checkout runs the same program.)
 
 Scores a predictions file (`ps_tf/evaluation/predictions.py`; docs/formats.md#predictions-file)
 against the protocol data of a prepared TFDS dataset of the shared schema:
@@ -39,6 +41,7 @@ from absl import app
 from absl import flags
 
 from ps_tf import atomic
+from ps_tf import commands
 from ps_tf.evaluation.evaluator import SEARCH_SCORE_THRESHOLD
 
 FULL_SET_NAMES = ('full', 'all', '-1')
@@ -194,5 +197,10 @@ def main(argv):
         raise app.UsageError(str(error)) from error
 
 
+def cli() -> None:
+    """`ps-evaluate`: parses the flags and runs."""
+    commands.run(main, __name__)
+
+
 if __name__ == '__main__':
-    app.run(main)
+    cli()

@@ -1,4 +1,6 @@
-"""Person search over your own images and videos: "find this person in these files".
+"""`ps-search`: person search over your own images and videos, "find this person in these files".
+
+(`python search.py` in a checkout runs the same program.)
 
     python search.py --model=runs/main --query_image=q.jpg --query_box=12,30,60,150 \\
         --gallery=photos/ --output_dir=results
@@ -20,8 +22,9 @@ import ps_tf.quiet  # noqa: F401  (first: keeps TensorFlow's start-up noise off 
 
 import json
 
-from absl import app, flags
+from absl import flags
 
+from ps_tf import commands
 from ps_tf.evaluation.evaluator import SEARCH_SCORE_THRESHOLD
 from ps_tf.search.pipeline import run
 
@@ -61,6 +64,11 @@ def main(argv) -> None:
     print(f'wrote {result["hits_json"]} and {result["contact_sheet"]}')
 
 
-if __name__ == '__main__':
+def cli() -> None:
+    """`ps-search`: parses the flags and searches."""
     define_flags()
-    app.run(main)
+    commands.run(main, __name__)
+
+
+if __name__ == '__main__':
+    cli()

@@ -1,4 +1,4 @@
-"""Trains ps_tf.
+"""`ps-train`: trains ps_tf (`python train.py` in a checkout runs the same program).
 
     python train.py --model_dir=runs/synthetic_j3       # everything, on the synthetic dataset
 
@@ -54,6 +54,7 @@ from absl import app, flags
 
 import tfds_builders  # noqa: F401  (registers the ps_tf datasets)
 from ps_tf import atomic
+from ps_tf import commands
 from ps_tf import config as config_lib
 from ps_tf.models import loading, stage2
 from ps_tf.models.disjoint import DISJOINT
@@ -237,5 +238,10 @@ def main(argv):
     print(json.dumps({'stage': FLAGS.stage, 'model_dir': FLAGS.model_dir, **metrics}))
 
 
+def cli() -> None:
+    """`ps-train`: parses the flags and runs."""
+    commands.run(main, __name__)
+
+
 if __name__ == '__main__':
-    app.run(main)
+    cli()

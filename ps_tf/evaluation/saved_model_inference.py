@@ -30,7 +30,8 @@ def load_signatures(path: str) -> dict:
     saved_model = serving.find_saved_model(path)
     if not saved_model:
         raise ValueError(f'{path} holds no SavedModel (saved_model.pb, or numbered version '
-                         f'folders holding one): export one with export/export_saved_model.py')
+                         f'folders holding one): export one with ps-export '
+                         f'(export/export_saved_model.py)')
     signatures = tf.saved_model.load(saved_model).signatures
     missing = {serving.SERVING_DEFAULT, 'embed_boxes'} - set(signatures)
     if missing:

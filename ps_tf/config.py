@@ -337,3 +337,52 @@ PRETRAIN_PRESETS: dict[str, PretrainConfig] = {
 def resolve_pretrain(preset: str, overrides: dict[str, Any]) -> PretrainConfig:
     """The pretraining preset with `overrides` (field -> value; None values are ignored)."""
     return _apply_overrides(PRETRAIN_PRESETS, preset, overrides)
+
+
+# ------------------------------------------------------------------------------ descriptions
+
+PRESETS_BY_CLASS = {DetectionConfig: PRESETS, ReidConfig: REID_PRESETS,
+                    JointConfig: JOINT_PRESETS, PretrainConfig: PRETRAIN_PRESETS}
+
+
+def field_descriptions(config_class: type) -> dict[str, str]:
+    """Each field's description from the class docstring's `Attributes:` section (one place
+    says what a setting means: the docstring, read here for the command-line help).
+
+    An entry is `name: text` or `name_a, name_b: text` (shared), continued on more deeply
+    indented lines.
+
+    Raises:
+        ValueError: a field without a description (the docstring must cover every field).
+    """
+    lines = (config_class.__doc__ or '').splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip() == 'Attributes:'), None)
+    descriptions: dict[str, str] = {}
+    current: list[str] = []
+    if start is not None:
+        indent = None
+        for line in lines[start + 1:]:
+            if not line.strip():
+                continue
+            depth = len(line) - len(line.lstrip())
+            indent = depth if indent is None else indent
+            if depth < indent:
+                break
+            if depth == indent and ':' in line:
+                names, text = line.strip().split(':', 1)
+                current = [name.strip() for name in names.split(',')]
+                for name in current:
+                    descriptions[name] = text.strip()
+            else:
+                for name in current:
+                    descriptions[name] += ' ' + line.strip()
+    missing = [f.name for f in dataclasses.fields(config_class) if f.name not in descriptions]
+    if missing:
+        raise ValueError(f'{config_class.__name__}: no description of {missing} in its docstring')
+    return descriptions
+
+
+def preset_values(config_class: type, name: str) -> str:
+    """'paper: 32, synthetic: 16': the field's value in every preset, for the help text."""
+    return ', '.join(f'{preset}: {getattr(config, name)!r}'
+                     for preset, config in sorted(PRESETS_BY_CLASS[config_class].items()))

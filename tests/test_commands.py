@@ -63,6 +63,7 @@ def test_installed_command_and_script_list_their_own_flags():
     """absl's short help lists the flags of the file the user ran; the commands' flags live in
     an imported module, so `ps_tf.commands.run` declares them for it (else the help is empty)."""
     runs = {'ps-search': [_installed('ps-search'), '--helpshort'],
+            'ps-train': [_installed('ps-train'), '--helpshort'],
             'export/serving_client.py': [sys.executable, str(ROOT / 'export' / 'serving_client.py'),
                                          '--helpshort']}
     processes = {name: subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -70,5 +71,9 @@ def test_installed_command_and_script_list_their_own_flags():
     outputs = {name: process.communicate(timeout=300) for name, process in processes.items()}
     assert '--gallery' in outputs['ps-search'][0], outputs['ps-search'][1][-2000:]
     assert '--query_box' in outputs['ps-search'][0]
+    # The settings' help: the config docstring's description and the presets' values.
+    train = ' '.join(outputs['ps-train'][0].split())   # absl wraps the help lines
+    assert '--identities_per_batch: P, identities per stage-2 batch.' in train, train[-2000:]
+    assert 'presets: paper: 32, synthetic: 16' in train and 'Override the preset' not in train
     client = outputs['export/serving_client.py']
     assert '--server' in client[0] and '--protocol' in client[0], client[1][-2000:]

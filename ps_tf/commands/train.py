@@ -89,11 +89,14 @@ flags.mark_flag_as_required('model_dir')
 
 
 def _define_setting_flags(config_class: type) -> None:
-    """One flag per field of a config dataclass, default None = keep the preset's value."""
+    """One flag per field of a config dataclass, default None = keep the preset's value; the help
+    is the field's description in the class docstring and its value in each preset."""
     hints = typing.get_type_hints(config_class)
+    descriptions = config_lib.field_descriptions(config_class)
     for field in dataclasses.fields(config_class):
         kind = hints[field.name]
-        help_text = f'Override the preset ({field.name}).'
+        help_text = (f'{descriptions[field.name]} [{config_class.__name__}; presets: '
+                     f'{config_lib.preset_values(config_class, field.name)}]')
         if kind is bool:
             flags.DEFINE_boolean(field.name, None, help_text)
         elif kind is int:

@@ -231,6 +231,63 @@ def load_detection_config(model_dir: str) -> DetectionConfig:
     return DetectionConfig(**{k: v for k, v in content.items() if k in fields})
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainedReid:
+    """What a trained stage-2 (or joint fine-tuning) directory's `config.json` says about its
+    model: the settings that loading it and fine-tuning it read back (`load_trained_reid`).
+
+    Attributes:
+        path: the `config.json` read.
+        stage: 'reid', or 'joint' for a fine-tuned model (its checkpoint holds the detector too).
+        variant: 'J2', 'J3', 'J4' or 'Disj'.
+        embedding_dim: size of the re-ID embedding.
+        source_checkpoint: the stage-1 checkpoint the features were pooled with.
+        reid_datasets: comma-separated re-ID datasets the branch was trained on (None: not
+            recorded; fine-tuning needs it, loading does not).
+        reid_split: their split (idem).
+        margin: the triplet margin (idem).
+        normalize_for_loss: the triplet loss saw L2-normalised embeddings.
+        reid_freeze_batch_norm: the replicated stages' batch norm stayed in inference mode.
+        reid_mixed_precision: the compute precision stage 2 was trained in.
+    """
+    path: str
+    stage: str
+    variant: str
+    embedding_dim: int
+    source_checkpoint: str
+    reid_datasets: str | None = None
+    reid_split: str | None = None
+    margin: float | None = None
+    normalize_for_loss: bool = True
+    reid_freeze_batch_norm: bool = False
+    reid_mixed_precision: str = 'float32'
+
+
+def load_trained_reid(directory: str) -> TrainedReid:
+    """The `TrainedReid` of `<directory>/config.json` (written by stage 2 or joint fine-tuning).
+
+    Variant, embedding size and stage-1 checkpoint are required; a file of an older version
+    lacks the settings that came later, which take the values those versions used (the
+    dataclass defaults).
+
+    Raises:
+        ValueError: the file is missing, or lacks a required setting (named, with the file).
+    """
+    path = os.path.join(directory, 'config.json')
+    if not tf.io.gfile.exists(path):
+        raise ValueError(f'{path} does not exist: not a stage-2 directory (train.py --stage=reid '
+                         f'writes one)')
+    with tf.io.gfile.GFile(path) as f:
+        content = json.load(f)
+    content = {'stage': 'reid', **content, 'path': path}
+    fields = dataclasses.fields(TrainedReid)
+    missing = [f.name for f in fields
+               if f.default is dataclasses.MISSING and f.name not in content]
+    if missing:
+        raise ValueError(f'{path}: no {", ".join(missing)}: not written by a finished stage 2')
+    return TrainedReid(**{f.name: content[f.name] for f in fields if f.name in content})
+
+
 # ----------------------------------------------------------------------------- joint fine-tuning
 
 @dataclasses.dataclass(frozen=True)

@@ -53,3 +53,19 @@ def test_an_undescribed_setting_is_refused():
 def test_preset_values_name_every_preset():
     assert config.preset_values(config.ReidConfig, 'identities_per_batch') == (
         'paper: 32, synthetic: 16')
+
+
+def test_a_trained_stage2_config_is_read_typed_and_a_missing_setting_named(tmp_path):
+    (tmp_path / 'config.json').write_text(
+        '{"variant": "J3", "embedding_dim": 64, "source_checkpoint": "/r/checkpoints/ckpt-9",'
+        ' "margin": 0.5, "total_steps": 400}')
+    trained = config.load_trained_reid(str(tmp_path))
+    assert (trained.stage, trained.variant, trained.embedding_dim, trained.margin) == (
+        'reid', 'J3', 64, 0.5)
+    # Settings that came later take the values older versions used.
+    assert trained.reid_mixed_precision == 'float32' and trained.normalize_for_loss
+    (tmp_path / 'config.json').write_text('{"variant": "J3", "source_checkpoint": "x"}')
+    with pytest.raises(ValueError, match=r'config.json: no embedding_dim: not written by'):
+        config.load_trained_reid(str(tmp_path))
+    with pytest.raises(ValueError, match='not a stage-2 directory'):
+        config.load_trained_reid(str(tmp_path / 'missing'))

@@ -19,7 +19,7 @@ import os
 import tensorflow as tf
 from absl import logging
 
-from ps_tf.config import DetectionConfig, load_detection_config
+from ps_tf.config import DetectionConfig, load_detection_config, load_trained_reid
 from ps_tf.models import factory, stage2
 from ps_tf.models.disjoint import DISJOINT
 from ps_tf.models.joint import PersonSearchModel
@@ -68,7 +68,7 @@ def restore_detector(detection_model_dir: str, checkpoint: str | None = None,
     return detector, config, checkpoint
 
 
-def read_json(path: str) -> dict:
+def _read_json(path: str) -> dict:
     """A JSON file's content (local or remote path)."""
     with tf.io.gfile.GFile(path) as f:
         return json.load(f)
@@ -87,7 +87,7 @@ def finished_checkpoint(directory: str) -> str | None:
     if not tf.io.gfile.exists(config_path):
         return None
     latest = tf.train.latest_checkpoint(os.path.join(directory, 'checkpoints'))
-    total = read_json(config_path).get('total_steps')
+    total = _read_json(config_path).get('total_steps')
     if latest and total is not None and _checkpoint_step(latest) >= total:
         return latest
     return None
@@ -141,15 +141,11 @@ def load_joint_model(reid_dir: str, checkpoint: str | None = None,
     Raises:
         ValueError: no stage-2 config or checkpoint.
     """
-    config_path = os.path.join(reid_dir, 'config.json')
-    if not tf.io.gfile.exists(config_path):
-        raise ValueError(f'{config_path} does not exist: not a stage-2 directory')
-    with tf.io.gfile.GFile(config_path) as f:
-        saved = json.load(f)
+    saved = load_trained_reid(reid_dir)
     checkpoint = checkpoint or tf.train.latest_checkpoint(os.path.join(reid_dir, 'checkpoints'))
     if not checkpoint:
         raise ValueError(f'no stage-2 checkpoint in {reid_dir}/checkpoints')
-    source = saved['source_checkpoint']
+    source = saved.source_checkpoint
     beside = os.path.join(os.path.dirname(os.path.abspath(reid_dir)), 'checkpoints',
                           os.path.basename(source))
     if not detection_model_dir and not tf.io.gfile.exists(source + '.index') \
@@ -157,18 +153,17 @@ def load_joint_model(reid_dir: str, checkpoint: str | None = None,
         # The run was trained from another working directory (a relative --model_dir) or moved:
         # the stage-1 checkpoint is the one beside the stage-2 directory, as train.py lays out.
         source = beside
-    disjoint = saved.get('variant') == DISJOINT
+    disjoint = saved.variant == DISJOINT
     detector, detection_config, _ = restore_detector(
         detection_model_dir or os.path.dirname(os.path.dirname(source)), source,
-        variant=None if disjoint else saved.get('variant'), precision=precision)
+        variant=None if disjoint else saved.variant, precision=precision)
     network = stage2.build_stage2_model(
-        DISJOINT if disjoint else detector.variant, detector, saved['embedding_dim'],
-        saved.get('reid_freeze_batch_norm', False),
-        keras_policy(precision or saved.get('reid_mixed_precision', 'float32')),
+        DISJOINT if disjoint else detector.variant, detector, saved.embedding_dim,
+        saved.reid_freeze_batch_norm, keras_policy(precision or saved.reid_mixed_precision),
         initialise=False)
     tf.train.Checkpoint(reid=network).restore(checkpoint).expect_partial() \
         .assert_existing_objects_matched()
-    if saved.get('stage') == 'joint':   # fine-tuned: the detector and trunk changed too
+    if saved.stage == 'joint':   # fine-tuned: the detector and trunk changed too
         tf.train.Checkpoint(model=detector).restore(checkpoint).expect_partial() \
             .assert_existing_objects_matched()
     return stage2.person_search_model(detector, network), detection_config.image_size

@@ -50,13 +50,13 @@ import time
 import tensorflow as tf
 from absl import logging
 
-from ps_tf.config import JointConfig, save_config
+from ps_tf.config import JointConfig, load_trained_reid, save_config
 from ps_tf.data.identity_images import identity_image_dataset, index_images
 from ps_tf.evaluation.inference import search_metrics
 from ps_tf.losses import HARD, detection_loss, triplet_loss, triplet_statistics
 from ps_tf.models.disjoint import DISJOINT
 from ps_tf.models.joint import JointModel
-from ps_tf.models.loading import JOINT_STAGE, finished_checkpoint, load_joint_model, read_json
+from ps_tf.models.loading import JOINT_STAGE, finished_checkpoint, load_joint_model
 from ps_tf.schedules import LinearCosineDecayWithWarmup
 from ps_tf.training.checkpoints import save_checkpoint
 
@@ -135,8 +135,13 @@ class JointTrainer:
         if not self.reid_checkpoint:
             raise ValueError(f'{reid_dir} holds no finished stage 2 (config.json and a checkpoint '
                              f'at its last step): run train.py --stage=reid first')
-        self.reid_config = read_json(os.path.join(reid_dir, 'config.json'))
-        if self.reid_config.get('variant') == DISJOINT:
+        self.trained_reid = load_trained_reid(reid_dir)
+        unrecorded = [name for name in ('reid_datasets', 'reid_split', 'margin')
+                      if getattr(self.trained_reid, name) is None]
+        if unrecorded:
+            raise ValueError(f'{self.trained_reid.path}: no {", ".join(unrecorded)}; fine-tuning '
+                             f'starts from a stage 2 that train.py --stage=reid wrote')
+        if self.trained_reid.variant == DISJOINT:
             raise ValueError('joint fine-tuning needs a joint model (J2/J3/J4): the disjoint '
                              'baseline shares no trunk between detection and re-ID')
         replicas = self.strategy.num_replicas_in_sync
@@ -150,8 +155,8 @@ class JointTrainer:
         if self.total_steps < 1:
             raise ValueError(f'joint_steps must be >= 1, got {self.total_steps}')
         self.batch_size = config.joint_identities_per_batch * config.joint_images_per_identity
-        self.index = index_images(self.reid_config['reid_datasets'].split(','),
-                                  self.reid_config['reid_split'], data_dir, manual_dir)
+        self.index = index_images(self.trained_reid.reid_datasets.split(','),
+                                  self.trained_reid.reid_split, data_dir, manual_dir)
         self.schedule = LinearCosineDecayWithWarmup(
             config.joint_learning_rate, self.total_steps,
             warmup_steps=min(config.joint_warmup_steps, self.total_steps))
@@ -196,8 +201,8 @@ class JointTrainer:
 
     def _train_step_fn(self):
         config, replicas = self.config, self.strategy.num_replicas_in_sync
-        margin = self.reid_config['margin']
-        normalize = self.reid_config.get('normalize_for_loss', True)
+        margin = self.trained_reid.margin
+        normalize = self.trained_reid.normalize_for_loss
 
         def replica_step(images, targets, boxes, labels):
             with tf.GradientTape() as tape:
@@ -245,14 +250,14 @@ class JointTrainer:
         detector = self.joint.detector
         save_config(config, self.output_dir, stage=STAGE, variant=detector.variant,
                     image_size=self.image_size, embedding_dim=self.joint.embedding_dim,
-                    reid_freeze_batch_norm=self.reid_config.get('reid_freeze_batch_norm', False),
-                    reid_mixed_precision=self.reid_config.get('reid_mixed_precision', 'float32'),
-                    margin=self.reid_config['margin'],
-                    normalize_for_loss=self.reid_config.get('normalize_for_loss', True),
-                    source_checkpoint=self.reid_config['source_checkpoint'],
+                    reid_freeze_batch_norm=self.trained_reid.reid_freeze_batch_norm,
+                    reid_mixed_precision=self.trained_reid.reid_mixed_precision,
+                    margin=self.trained_reid.margin,
+                    normalize_for_loss=self.trained_reid.normalize_for_loss,
+                    source_checkpoint=self.trained_reid.source_checkpoint,
                     reid_checkpoint=self.reid_checkpoint,
-                    reid_datasets=self.reid_config['reid_datasets'],
-                    reid_split=self.reid_config['reid_split'], total_steps=self.total_steps,
+                    reid_datasets=self.trained_reid.reid_datasets,
+                    reid_split=self.trained_reid.reid_split, total_steps=self.total_steps,
                     num_replicas=self.strategy.num_replicas_in_sync)
         self.restore()
         if self.step >= self.total_steps:

@@ -20,20 +20,14 @@ flags.DEFINE_string('manual_dir', None, 'Release folder(s): one path, or "name=p
 FLAGS = flags.FLAGS
 
 
-def parse_manual_dir(value: str | None):
-    """'name=path,name=path' -> {name: path}; a single path (or None) as is (train.py's form)."""
-    if not value or '=' not in value:
-        return value
-    return dict(item.split('=', 1) for item in value.split(',') if item)
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     if not FLAGS.datasets:
         raise app.UsageError('--datasets is required')
+    manual_dir = datasets_lib.parse_manual_dir(FLAGS.manual_dir)
     for name in FLAGS.datasets:
-        builder = datasets_lib.get_builder(name, FLAGS.data_dir, parse_manual_dir(FLAGS.manual_dir))
+        builder = datasets_lib.get_builder(name, FLAGS.data_dir, manual_dir)
         print(f'{name}: ready in {builder.data_dir}', flush=True)
 
 

@@ -56,6 +56,7 @@ import tfds_builders  # noqa: F401  (registers the ps_tf datasets)
 from ps_tf import atomic
 from ps_tf import commands
 from ps_tf import config as config_lib
+from ps_tf.data import datasets as datasets_lib
 from ps_tf.models import loading, stage2
 from ps_tf.models.disjoint import DISJOINT
 from ps_tf.training import detection
@@ -113,13 +114,6 @@ _define_setting_flags(config_lib.PretrainConfig)
 _define_setting_flags(config_lib.JointConfig)
 
 
-def _manual_dir(value: str | None):
-    if not value or '=' not in value:
-        return value
-    pairs = [item.split('=', 1) for item in value.split(',') if item]
-    return {name: path for name, path in pairs}
-
-
 def _reid_config() -> config_lib.ReidConfig:
     """The preset's stage-2 settings with this command's flags applied."""
     overrides = {f.name: FLAGS[f.name].value for f in dataclasses.fields(config_lib.ReidConfig)}
@@ -137,7 +131,7 @@ def _run_reid_stage(stage: str, manual_dir, strategy) -> dict:
         variant = DISJOINT if disjoint else detection_config.variant
         manifest = feature_pooling.pool_features(
             None if disjoint else detector.trunk, variant, detection_config.image_size,
-            pooled_dir, feature_pooling.parse_dataset_list(config.reid_datasets), checkpoint,
+            pooled_dir, datasets_lib.parse_dataset_list(config.reid_datasets), checkpoint,
             split=config.reid_split,
             dtype=stage2.record_dtype(variant, config.pooled_dtype),
             images_per_shard=config.images_per_shard, batch_size=config.pooling_batch_size,
@@ -233,7 +227,10 @@ def main(argv):
     if FLAGS.num_cpu_devices:
         strategy = tf.distribute.MirroredStrategy(
             [d.name for d in tf.config.list_logical_devices('CPU')])
-    manual_dir = _manual_dir(FLAGS.manual_dir)
+    try:
+        manual_dir = datasets_lib.parse_manual_dir(FLAGS.manual_dir)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from error
     if FLAGS.stage == 'all':
         metrics = _run_all(manual_dir, strategy)
     else:

@@ -97,6 +97,49 @@ def parse_dataset_spec(spec: str) -> list[DatasetWeight]:
     return entries
 
 
+def parse_dataset_list(spec: str) -> list[str]:
+    """'cuhk_sysu,prw' (the re-ID datasets) -> ['cuhk_sysu', 'prw'] (sorted, unique).
+
+    Raises:
+        ValueError: empty list.
+    """
+    names = sorted({name.strip() for name in spec.split(',') if name.strip()})
+    if not names:
+        raise ValueError(f'no re-ID dataset in {spec!r}')
+    return names
+
+
+def parse_split_spec(spec: str) -> tuple[str, str]:
+    """'name[/config]:split' (a validation set) -> (name, split). The split may use TFDS
+    slicing, colons included ('cuhk_sysu:gallery[:100]'); dataset names have none.
+
+    Raises:
+        ValueError: no name or no split.
+    """
+    name, _, split = spec.partition(':')
+    if not name.strip() or not split.strip():
+        raise ValueError(f'expected "name[/config]:split", got {spec!r}')
+    return name.strip(), split.strip()
+
+
+def parse_manual_dir(value: str | None) -> str | dict[str, str] | None:
+    """The `--manual_dir` flag: one release folder (a path, or None: as is) or several,
+    'name=path,name=path' -> {name: path}.
+
+    Raises:
+        ValueError: an entry of the list form without 'name='.
+    """
+    if not value or '=' not in value:
+        return value
+    folders = {}
+    for item in (item.strip() for item in value.split(',') if item.strip()):
+        name, separator, path = item.partition('=')
+        if not separator or not name.strip() or not path.strip():
+            raise ValueError(f'--manual_dir {value!r}: entry {item!r} is not name=path')
+        folders[name.strip()] = path.strip()
+    return folders
+
+
 # ----------------------------------------------------------------------------- building
 
 

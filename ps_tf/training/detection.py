@@ -188,10 +188,7 @@ class DetectionTrainer:
         config = self.config
         if not config.validation:
             return {}
-        name, _, split = config.validation.rpartition(':')
-        if not name:
-            raise ValueError(f'validation must be "name[/config]:split", got '
-                             f'{config.validation!r}')
+        name, split = datasets_lib.parse_split_spec(config.validation)
         dataset = datasets_lib.detection_eval_dataset(
             name, split, config.image_size, config.batch_size, data_dir=self.data_dir,
             manual_dir=self.manual_dir)

@@ -54,18 +54,6 @@ class ShardWork:
         return f'{self.split}[{self.start}:{self.end}]'
 
 
-def parse_dataset_list(spec: str) -> list[str]:
-    """'cuhk_sysu,prw' -> ['cuhk_sysu', 'prw'] (sorted, unique).
-
-    Raises:
-        ValueError: empty list.
-    """
-    names = sorted({name.strip() for name in spec.split(',') if name.strip()})
-    if not names:
-        raise ValueError(f'no re-ID dataset in {spec!r}')
-    return names
-
-
 def read_person_ids(dataset: str, split: str, data_dir: str | None = None,
                     manual_dir=None) -> tuple[int, np.ndarray]:
     """The number of images of a split and every box's person_id (no image decoded).

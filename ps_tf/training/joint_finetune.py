@@ -51,6 +51,7 @@ import tensorflow as tf
 from absl import logging
 
 from ps_tf.config import JointConfig, load_trained_reid, save_config
+from ps_tf.data import datasets as datasets_lib
 from ps_tf.data.identity_images import identity_image_dataset, index_images
 from ps_tf.evaluation.inference import search_metrics
 from ps_tf.losses import HARD, detection_loss, triplet_loss, triplet_statistics
@@ -155,7 +156,7 @@ class JointTrainer:
         if self.total_steps < 1:
             raise ValueError(f'joint_steps must be >= 1, got {self.total_steps}')
         self.batch_size = config.joint_identities_per_batch * config.joint_images_per_identity
-        self.index = index_images(self.trained_reid.reid_datasets.split(','),
+        self.index = index_images(datasets_lib.parse_dataset_list(self.trained_reid.reid_datasets),
                                   self.trained_reid.reid_split, data_dir, manual_dir)
         self.schedule = LinearCosineDecayWithWarmup(
             config.joint_learning_rate, self.total_steps,

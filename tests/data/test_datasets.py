@@ -69,6 +69,24 @@ def test_train_dataset_is_reproducible_with_a_seed(tiny_synthetic_data_dir):
     tf.nest.map_structure(np.testing.assert_array_equal, a, b)
 
 
+def test_parse_dataset_list_split_spec_and_manual_dir():
+    assert datasets.parse_dataset_list(' prw, cuhk_sysu,prw') == ['cuhk_sysu', 'prw']
+    with pytest.raises(ValueError, match='no re-ID dataset'):
+        datasets.parse_dataset_list(' , ')
+    assert datasets.parse_split_spec('synthetic_person_search/tiny:gallery') == (
+        'synthetic_person_search/tiny', 'gallery')
+    assert datasets.parse_split_spec('cuhk_sysu:train[:10%]') == ('cuhk_sysu', 'train[:10%]')
+    for bad in ('cuhk_sysu', ':gallery', 'cuhk_sysu:'):
+        with pytest.raises(ValueError, match='name.*:split'):
+            datasets.parse_split_spec(bad)
+    assert datasets.parse_manual_dir('/data/cuhk') == '/data/cuhk'
+    assert datasets.parse_manual_dir(None) is None
+    assert datasets.parse_manual_dir('cuhk_sysu=/d/c, prw=/d/p=x') == {
+        'cuhk_sysu': '/d/c', 'prw': '/d/p=x'}
+    with pytest.raises(ValueError, match=r"entry '/d/p' is not name=path"):
+        datasets.parse_manual_dir('cuhk_sysu=/d/c,/d/p')
+
+
 def test_mixing_respects_weights(tiny_synthetic_data_dir):
     def filenames(split):
         return datasets.load_split(TINY, split, tiny_synthetic_data_dir).map(

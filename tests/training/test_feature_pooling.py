@@ -122,9 +122,6 @@ def test_identities_stay_unique_across_datasets(monkeypatch):
     assert [(s.dataset, s.tfds_split) for s in shards] == [
         ('a_set', 'train[0:2]'), ('b_set', 'train[0:2]'), ('b_set', 'train[2:3]'),
         ('b_set', 'train[3:5]')]
-    assert feature_pooling.parse_dataset_list(' prw, cuhk_sysu,prw') == ['cuhk_sysu', 'prw']
-    with pytest.raises(ValueError):
-        feature_pooling.parse_dataset_list(' , ')
 
 
 def test_restore_detector_needs_a_stage1_run(tmp_path):

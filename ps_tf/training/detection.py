@@ -32,6 +32,7 @@ from ps_tf.models.factory import anchor_config, build_model
 from ps_tf.precision import resolve_mixed_precision
 from ps_tf.schedules import LinearCosineDecayWithWarmup
 from ps_tf.training.checkpoints import save_checkpoint
+from ps_tf.training.loop import CheckpointedLoop
 
 
 def steps_per_epoch(config: DetectionConfig, data_dir: str | None, manual_dir=None) -> int:
@@ -47,8 +48,9 @@ class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss."""
 
 
-class DetectionTrainer:
+class DetectionTrainer(CheckpointedLoop):
     """Owns the model, optimizer, checkpoints and summaries of one stage-1 run."""
+    description = 'stage 1'
 
     def __init__(self, config: DetectionConfig, model_dir: str, data_dir: str | None = None,
                  manual_dir=None, strategy: tf.distribute.Strategy | None = None):
@@ -77,18 +79,6 @@ class DetectionTrainer:
         # Traced once and reused by every periodic validation (a new tf.function per call
         # would retrace the whole detector each time).
         self._detect = tf.function(self.model.detect, reduce_retracing=True)
-
-    @property
-    def step(self) -> int:
-        return int(self.optimizer.iterations.numpy())
-
-    def restore(self) -> int:
-        """Resumes from the latest checkpoint, if any; returns the step reached."""
-        latest = self.manager.latest_checkpoint
-        if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
-            logging.info('resumed from %s (step %d)', latest, self.step)
-        return self.step
 
     def _train_step_fn(self):
         config = self.config

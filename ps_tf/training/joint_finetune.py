@@ -53,13 +53,13 @@ from absl import logging
 from ps_tf.config import JointConfig, load_trained_reid, save_config
 from ps_tf.data import datasets as datasets_lib
 from ps_tf.data.identity_images import identity_image_dataset, index_images
-from ps_tf.evaluation.inference import search_metrics
 from ps_tf.losses import HARD, detection_loss, triplet_loss, triplet_statistics
 from ps_tf.models.disjoint import DISJOINT
 from ps_tf.models.joint import JointModel
 from ps_tf.models.loading import JOINT_STAGE, finished_checkpoint, load_joint_model
 from ps_tf.schedules import LinearCosineDecayWithWarmup
 from ps_tf.training.checkpoints import save_checkpoint
+from ps_tf.training.loop import CheckpointedLoop, validate_search
 
 STAGE = JOINT_STAGE
 
@@ -107,7 +107,7 @@ def joint_losses(model: JointModel, images: tf.Tensor, targets: dict[str, tf.Ten
             'embeddings': embeddings, 'labels': box_labels}
 
 
-class JointTrainer:
+class JointTrainer(CheckpointedLoop):
     """Owns the joint model, optimizer, checkpoints and summaries of one joint fine-tuning.
 
     Args:
@@ -123,6 +123,7 @@ class JointTrainer:
         ValueError: stage 2 is missing or unfinished, is the disjoint baseline (which shares no
             trunk), or P is not a multiple of the replicas.
     """
+    description = 'the joint fine-tuning'
 
     def __init__(self, config: JointConfig, reid_dir: str, output_dir: str,
                  detection_model_dir: str | None = None, data_dir: str | None = None,
@@ -179,18 +180,6 @@ class JointTrainer:
         self._decay_variables = [v for v in joint.detector.trainable_variables
                                  if 'kernel' in v.name]
         self._train_step = None
-
-    @property
-    def step(self) -> int:
-        return int(self.optimizer.iterations.numpy())
-
-    def restore(self) -> int:
-        """Resumes from the latest joint checkpoint, if any; returns the step reached."""
-        latest = self.manager.latest_checkpoint
-        if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
-            logging.info('resumed the joint fine-tuning from %s (step %d)', latest, self.step)
-        return self.step
 
     def dataset(self) -> tf.data.Dataset:
         """The P x K image batches from the current step on."""
@@ -314,18 +303,9 @@ class JointTrainer:
         dataset = self.config.joint_validation
         if not dataset:
             return {}
-        metrics = search_metrics(self.joint, dataset, self.image_size,
-                                 self.batch_size, self.data_dir, self.manual_dir)
-        writer = tf.summary.create_file_writer(os.path.join(self.output_dir, 'validation'))
-        with writer.as_default(step=self.step):
-            for name, value in metrics.items():
-                if name != 'gallery_size':
-                    tf.summary.scalar(f'search/{name}', value)
-        gallery = f'gallery {metrics["gallery_size"]}, ' if metrics['gallery_size'] else ''
-        print(f'validation {dataset} after joint fine-tuning (step {self.step}): search mAP '
-              f'{metrics["mAP"]:.4f}, top-1 {metrics["top1"]:.4f} ({gallery}detection AP '
-              f'{metrics["det_ap"]:.4f})', flush=True)
-        return metrics
+        return validate_search(self.joint, dataset, self.image_size, self.batch_size,
+                               self.data_dir, self.manual_dir, self.output_dir, self.step,
+                               f'after joint fine-tuning (step {self.step})')
 
 
 def train_joint(config: JointConfig, model_dir: str, detection_model_dir: str | None = None,

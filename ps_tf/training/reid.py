@@ -37,7 +37,6 @@ from absl import logging
 from ps_tf.config import ReidConfig, save_config
 from ps_tf.data.identity_sampler import IdentityBalancedSampler, identity_balanced_dataset
 from ps_tf.data.pooled import manifest as pooled_manifest
-from ps_tf.evaluation.inference import search_metrics
 from ps_tf.losses import HARD, SEMI_HARD, triplet_loss, triplet_statistics
 from ps_tf.models import stage2
 from ps_tf.models.disjoint import DISJOINT, DisjointEmbedder
@@ -48,6 +47,7 @@ from ps_tf.models.retinanet import RetinaNetDetector
 from ps_tf.precision import keras_policy
 from ps_tf.schedules import LinearCosineDecayWithWarmup, PhasedSchedule
 from ps_tf.training.checkpoints import save_checkpoint
+from ps_tf.training.loop import CheckpointedLoop, validate_search
 
 
 def learning_rate_schedule(config: ReidConfig, semi_hard_steps: int, total_steps: int,
@@ -80,7 +80,7 @@ def flip_pooled(features: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return tf.where(flip[:, None, None, None], tf.reverse(features, axis=[2]), features)
 
 
-class ReidTrainer:
+class ReidTrainer(CheckpointedLoop):
     """Owns the re-ID branch, optimizer, checkpoints and summaries of one stage-2 run.
 
     Args:
@@ -97,6 +97,7 @@ class ReidTrainer:
     Raises:
         ValueError: the manifest is incomplete or does not match the detector's variant.
     """
+    description = 'stage 2'
 
     def __init__(self, config: ReidConfig, output_dir: str, pooled_dir: str,
                  detector: RetinaNetDetector, image_size: int, data_dir: str | None = None,
@@ -142,21 +143,9 @@ class ReidTrainer:
         self._steps = {}
         self._joint: PersonSearchModel | None = None
 
-    @property
-    def step(self) -> int:
-        return int(self.optimizer.iterations.numpy())
-
     def phase(self, step: int) -> str:
         """The loss of (0-based) step `step`: semi-hard first, then batch hard."""
         return SEMI_HARD if step < self.semi_hard_steps else HARD
-
-    def restore(self) -> int:
-        """Resumes from the latest checkpoint, if any; returns the step reached."""
-        latest = self.manager.latest_checkpoint
-        if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
-            logging.info('resumed stage 2 from %s (step %d)', latest, self.step)
-        return self.step
 
     def joint_model(self) -> PersonSearchModel:
         """The detector and this branch (or embedder) as one model (built once: its graphs are
@@ -270,18 +259,9 @@ class ReidTrainer:
         dataset = self.config.reid_validation
         if not dataset:
             return {}
-        metrics = search_metrics(self.joint_model(), dataset, self.image_size,
-                                 self.config.pooling_batch_size, self.data_dir, self.manual_dir)
-        writer = tf.summary.create_file_writer(os.path.join(self.output_dir, 'validation'))
-        with writer.as_default(step=self.step):
-            for name, value in metrics.items():
-                if name != 'gallery_size':
-                    tf.summary.scalar(f'search/{name}', value)
-        gallery = f'gallery {metrics["gallery_size"]}, ' if metrics['gallery_size'] else ''
-        print(f'validation {dataset} at step {self.step}: search mAP {metrics["mAP"]:.4f}, '
-              f'top-1 {metrics["top1"]:.4f} ({gallery}detection AP {metrics["det_ap"]:.4f})',
-              flush=True)
-        return metrics
+        return validate_search(self.joint_model(), dataset, self.image_size,
+                               self.config.pooling_batch_size, self.data_dir, self.manual_dir,
+                               self.output_dir, self.step, f'at step {self.step}')
 
 
 def train_reid(config: ReidConfig, output_dir: str, pooled_dir: str,

@@ -33,6 +33,9 @@ def gallery_label(row: dict) -> str:
 def read_metrics(path: str) -> dict[str, dict]:
     """gallery label -> the evaluate.py row, from one `--output_json` file ({} if missing).
 
+    A sweep over `--max_detections_per_image` (the PRW recipes) holds one row per value under
+    `results` and each gallery's best, by mAP, under `best`: the best is the one reported.
+
     Raises:
         ValueError: the file exists but is not evaluate.py's output, naming it.
     """
@@ -42,7 +45,7 @@ def read_metrics(path: str) -> dict[str, dict]:
         content = json.load(stream)
     if not isinstance(content, dict) or 'results' not in content:
         raise ValueError(f'{path}: no "results" list; not an evaluate.py --output_json file')
-    return {gallery_label(row): row for row in content['results']}
+    return {gallery_label(row): row for row in content.get('best') or content['results']}
 
 
 def _percent(value: float | None) -> str:

@@ -88,3 +88,34 @@ def test_mismatched_predictions_are_refused(tiny_synthetic_data_dir, protocol, t
     result = _evaluate(tiny_synthetic_data_dir, path)
     assert result.returncode != 0
     assert 'do not match the dataset gallery' in result.stderr
+
+
+def test_max_detections_sweep_writes_every_row_and_the_best(tiny_synthetic_data_dir, protocol,
+                                                            tmp_path):
+    """Ground-truth detections: with a cap of 50 per image nothing is dropped (mAP 1); with 1,
+    only the first person of each image stays ranked."""
+    path = tmp_path / 'predictions.npz'
+    predictions_lib.write_predictions(str(path), _ground_truth_predictions(protocol))
+    output = tmp_path / 'metrics.json'
+    size = protocol.gallery_sizes[-1]
+    result = _evaluate(tiny_synthetic_data_dir, path, f'--output_json={output}',
+                       f'--gallery_sizes={size}', '--max_detections_per_image=1,50')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'max dets/image' in result.stdout and 'by mAP' in result.stdout
+    content = json.loads(output.read_text())
+    rows = content['results']
+    assert [row['max_detections_per_image'] for row in rows] == [1, 50]
+    assert rows[1]['mAP'] == pytest.approx(1.0)
+    best_value = 1 if rows[0]['mAP'] >= rows[1]['mAP'] else 50
+    assert [row['max_detections_per_image'] for row in content['best']] == [best_value]
+    assert [row['best_of_sweep'] for row in rows] == [best_value == 1, best_value == 50]
+    assert content['sweep'] == {'setting': 'max_detections_per_image', 'values': [1, 50],
+                                'selected_by': 'mAP'}
+
+
+def test_bad_max_detections_is_refused(tiny_synthetic_data_dir, protocol, tmp_path):
+    path = tmp_path / 'predictions.npz'
+    predictions_lib.write_predictions(str(path), _ground_truth_predictions(protocol))
+    result = _evaluate(tiny_synthetic_data_dir, path, '--max_detections_per_image=3,0')
+    assert result.returncode != 0
+    assert "--max_detections_per_image: '0' is not >= 1" in result.stderr

@@ -9,6 +9,9 @@ against the protocol data of a prepared TFDS dataset of the shared schema:
         --predictions=preds.npz --output_json=metrics.json
     python evaluate.py --dataset=cuhk_sysu --predictions=preds.npz --gallery_sizes=100
     python evaluate.py --dataset=prw --predictions=preds.npz --multi_view
+    python evaluate.py --dataset=prw --predictions=preds.npz --det_thresh=0 \
+        --max_detections_per_image=1,3,5,10     # the paper's PRW setting: best of the caps
+    python evaluate.py --dataset=prw --predictions=preds.npz --protocol=prw_official
 
 or computes the predictions with a trained model first (the joint model of `train.py`: detection,
 then an embedding for every detection and every query box):
@@ -26,9 +29,14 @@ then an embedding for every detection and every query box):
 the detections (the paper's Table 1d, right: re-ID quality without detection errors).
 
 The protocol follows from the dataset (queries with gallery lists: CUHK-SYSU style, otherwise
-PRW style) unless --protocol says otherwise. Prints a table and writes JSON with one entry per
-gallery: mAP, top1, top5, top10, det_ap, det_recall (fractions in 0-1 in both, as train.py prints
-them) plus the settings.
+PRW style) unless --protocol says otherwise (`prw_official`: Zheng et al.'s MATLAB protocol).
+Prints a table and writes JSON with one entry per gallery: mAP, top1, top5, top10, det_ap,
+det_recall (fractions in 0-1 in both, as train.py prints them) plus the settings.
+
+`--max_detections_per_image` caps the gallery detections of each image (after --det_thresh). With
+a list of values it is a sweep: one row per value and gallery, the best of each gallery (highest
+mAP) marked; the JSON keeps every row under `results` (each with `max_detections_per_image` and
+`best_of_sweep`) and adds `best` (the best rows) and `sweep` (the values and the criterion).
 """
 
 from __future__ import annotations
@@ -71,14 +79,22 @@ flags.DEFINE_list('gallery_sizes', [], 'CUHK-SYSU-style gallery sizes, e.g. 100 
                   'the full set. Ignored by the PRW protocol.')
 flags.DEFINE_float('det_thresh', SEARCH_SCORE_THRESHOLD,
                    'Search: gallery detections with score >= this are ranked.')
+flags.DEFINE_list('max_detections_per_image', [], 'Search: keep at most N detections of each '
+                  'gallery image (its highest-scoring ones), after --det_thresh (use '
+                  '--det_thresh=0 for the cap alone). Several values (e.g. 1,3,5,10): a sweep, '
+                  'one row per value, the best by mAP marked (the paper\'s PRW setting). '
+                  'Default: no cap.')
 flags.DEFINE_float('detection_metric_thresh', 0.01, 'Detection AP/recall: detections with score '
                    '>= this are scored (0.01 is what SeqNet/NAE/COAT report).')
 flags.DEFINE_boolean('dedupe_gallery', True, 'Rank an image listed twice in a gallery once '
                      '(SeqNet/COAT) rather than once per entry (OIM/NAE).')
 flags.DEFINE_boolean('multi_view', False, 'PRW: multi-view (cross-camera) gallery, without any '
                      'frame of the query camera.')
-flags.DEFINE_enum('protocol', 'auto', ['auto', 'cuhk_sysu', 'prw'], 'Search protocol; auto = '
-                  'cuhk_sysu when the queries carry gallery lists, else prw.')
+flags.DEFINE_enum('protocol', 'auto', ['auto', 'cuhk_sysu', 'prw', 'prw_official'],
+                  'Search protocol; auto = cuhk_sysu when the queries carry gallery lists, else '
+                  'prw (SeqNet\'s). prw_official: Zheng et al.\'s original PRW protocol '
+                  '(cross-camera matches only, junk boxes, missed people lower recall, '
+                  'trapezoid AP).')
 flags.DEFINE_enum('box_convention', 'auto', ['auto', 'truncate', 'seqnet_prw'], 'Ground-truth '
                   'box convention; auto = seqnet_prw for PRW(-style) data, else truncate.')
 flags.DEFINE_string('output_json', None, 'Write the metrics and settings here.')
@@ -100,6 +116,23 @@ def _gallery_sizes(values: list[str]) -> list[int] | None:
             except ValueError:
                 raise app.UsageError(f'--gallery_sizes: {value!r} is neither a size nor "full"')
     return sizes
+
+
+def _max_detections(values: list[str]) -> list[int]:
+    """The --max_detections_per_image values as ints (empty: no cap)."""
+    caps = []
+    for value in values:
+        try:
+            caps.append(int(value))
+        except ValueError:
+            raise app.UsageError(f'--max_detections_per_image: {value!r} is not an integer')
+        if caps[-1] < 1:
+            raise app.UsageError(f'--max_detections_per_image: {value!r} is not >= 1 (a cap of '
+                                 f'N detections per image needs N >= 1)')
+    if len(set(caps)) != len(caps):
+        raise app.UsageError(f'--max_detections_per_image: {",".join(values)} lists a value '
+                             f'twice')
+    return caps
 
 
 def _predict_with_checkpoint():
@@ -155,6 +188,7 @@ def run(argv_unused=None) -> list[dict]:
     if FLAGS.use_gt_boxes and source_flag == 'predictions':
         raise app.UsageError('--use_gt_boxes needs --checkpoint or --saved_model (a predictions '
                              'file is fixed)')
+    caps = _max_detections(FLAGS.max_detections_per_image)
     convention = None if FLAGS.box_convention == 'auto' else FLAGS.box_convention
     protocol = evaluation.load_protocol(FLAGS.dataset, FLAGS.data_dir, box_convention=convention)
     if source_flag == 'checkpoint':
@@ -172,7 +206,15 @@ def run(argv_unused=None) -> list[dict]:
         multi_view=FLAGS.multi_view,
         protocol_style=None if FLAGS.protocol == 'auto' else FLAGS.protocol,
     )
-    rows = evaluation.evaluate_predictions(protocol, predictions, settings)
+    sweep_fields = {}
+    if caps:
+        from ps_tf.evaluation import sweep
+        rows, best = sweep.evaluate_sweep(protocol, predictions, settings, caps)
+        # The best rows are also in `results` (flagged best_of_sweep).
+        sweep_fields = {'best': best, 'sweep': {'setting': sweep.SETTING, 'values': caps,
+                                                'selected_by': sweep.SELECTED_BY}}
+    else:
+        rows = evaluation.evaluate_predictions(protocol, predictions, settings)
     for row in rows:
         row[source_flag] = source
         if source_flag != 'predictions':
@@ -182,7 +224,8 @@ def run(argv_unused=None) -> list[dict]:
         row['box_convention'] = protocol.box_convention
     print(evaluation.format_table(rows))
     if FLAGS.output_json:
-        atomic.write_json(FLAGS.output_json, {'dataset': protocol.dataset, 'results': rows},
+        atomic.write_json(FLAGS.output_json,
+                          {'dataset': protocol.dataset, 'results': rows, **sweep_fields},
                           sort_keys=False)
         print(f'wrote {FLAGS.output_json}')
     return rows

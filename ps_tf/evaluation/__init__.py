@@ -7,8 +7,10 @@ Modules, in data-flow order:
     detection.py          detection recall and AP (mutual-best-IoU matching)
     cuhk_sysu.py, prw.py  each protocol's rules as a `search.SearchProblem`
     search.py             the ranking engine: recall-scaled AP and top-k
-    average_precision.py  scikit-learn's step-wise AP and its recall-scaled form
+    prw_official.py       Zheng et al.'s original PRW protocol (junk, cross-camera, trapezoid AP)
+    average_precision.py  scikit-learn's step-wise AP, its recall-scaled form, compute_AP.m's
     evaluator.py          everything for one predictions file, as rows for evaluate.py
+    sweep.py              the same over several caps on the detections per image, and the best
 """
 
 from ps_tf.evaluation.cuhk_sysu import FULL_SET

@@ -12,6 +12,9 @@ where s_t is the score of t, TP(>= s) the number of true positives scoring at le
 the number of ranked items scoring at least s (ties included). `recall_scaled_average_precision`
 evaluates the second form from those counts, which is what lets the search protocols skip sorting
 each query's whole ranking.
+
+`trapezoid_average_precision` is the other definition, that of `compute_AP.m` in Zheng et al.'s
+PRW (and Market-1501) MATLAB code, used only by `prw_official.py`.
 """
 
 from __future__ import annotations
@@ -72,3 +75,30 @@ def recall_scaled_average_precision(query_of_tp: np.ndarray, tp_at_or_above: np.
     sums = np.bincount(np.asarray(query_of_tp, np.int64), weights=terms, minlength=count_gt.size)
     with np.errstate(divide='ignore', invalid='ignore'):
         return np.where(count_gt > 0, sums / np.where(count_gt > 0, count_gt, 1.0), 0.0)
+
+
+def trapezoid_average_precision(good_position: np.ndarray, num_good: int) -> float:
+    """`compute_AP.m`'s AP: the trapezoid rule over the ranking, junk already removed.
+
+    Walking down the ranking, every item updates recall R and precision P, and the AP adds
+    (R - R_prev) (P_prev + P) / 2, starting from R = 0, P = 1. Only good items change R, so
+
+        AP = (1 / num_good) * sum over the i-th good item, at position r_i, of
+             ((i - 1) / (r_i - 1) + i / r_i) / 2,      with (i - 1) / (r_i - 1) = 1 when r_i = 1.
+
+    Args:
+        good_position: (G,) 1-based positions of the good items in the ranking without junk.
+        num_good: the recall denominator (good items ranked plus good items never ranked, such
+            as missed detections); >= G.
+
+    Returns:
+        The AP; 0.0 when `num_good` is 0.
+    """
+    position = np.sort(np.asarray(good_position, np.float64).reshape(-1))
+    if num_good < len(position):
+        raise ValueError(f'trapezoid AP: {len(position)} good items but num_good {num_good}')
+    if num_good == 0:
+        return 0.0
+    i = np.arange(1, len(position) + 1, dtype=np.float64)
+    previous = np.where(position > 1, (i - 1) / np.maximum(position - 1, 1), 1.0)
+    return float(np.sum((previous + i / position) / 2) / num_good)

@@ -76,9 +76,11 @@ class GalleryDetections:
 
     @classmethod
     def keep(cls, det_image: np.ndarray, det_boxes: np.ndarray, det_scores: np.ndarray,
-             det_embeddings: np.ndarray, num_images: int, det_thresh: float
-             ) -> 'GalleryDetections':
-        """Keeps detections with `score >= det_thresh` (compared in the scores' dtype, float32).
+             det_embeddings: np.ndarray, num_images: int, det_thresh: float,
+             max_per_image: int | None = None) -> 'GalleryDetections':
+        """Keeps detections with `score >= det_thresh` (compared in the scores' dtype, float32),
+        then at most `max_per_image` of each image: its highest-scoring ones (equal scores: the
+        earlier in the file first). Both filters apply; `det_thresh=0` leaves the cap alone.
 
         Args:
             det_image: (M,) int gallery protocol index of each detection.
@@ -87,9 +89,16 @@ class GalleryDetections:
             det_embeddings: (M, D) float32.
             num_images: N, the gallery size.
             det_thresh: the search score threshold.
+            max_per_image: cap on the detections kept per image; None = no cap.
+
+        Raises:
+            ValueError: `max_per_image` < 1.
         """
         det_scores = np.asarray(det_scores)
+        det_image = np.asarray(det_image)
         kept = np.flatnonzero(det_scores >= np.asarray(det_thresh, det_scores.dtype))
+        if max_per_image is not None:
+            kept = kept[_top_per_image(det_image[kept], det_scores[kept], max_per_image)]
         kept = kept[np.argsort(det_image[kept], kind='stable')]
         counts = np.bincount(det_image[kept], minlength=num_images)
         return cls(offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
@@ -99,6 +108,18 @@ class GalleryDetections:
     def counts(self) -> np.ndarray:
         """(N,) int64 kept detections per image."""
         return np.diff(self.offsets)
+
+
+def _top_per_image(image: np.ndarray, scores: np.ndarray, limit: int) -> np.ndarray:
+    """Indices (ascending) of the `limit` highest-scoring items of each image; on equal scores
+    the lower index wins."""
+    if isinstance(limit, bool) or int(limit) != limit or limit < 1:
+        raise ValueError(f'max_detections_per_image must be an integer >= 1, got {limit!r}')
+    index = np.arange(len(image))
+    order = np.lexsort((index, -np.asarray(scores, np.float64), image))
+    sorted_image = image[order]
+    rank = index - np.searchsorted(sorted_image, sorted_image, side='left')
+    return np.sort(order[rank < limit])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -114,3 +114,22 @@ def test_dry_run_prints_each_shared_step_once():
     assert result.stdout.count('--stage=features') == 6
     assert result.stdout.count('--use_gt_boxes') == 6
     assert not pathlib.Path('/tmp/never_written').exists()
+
+
+def test_prw_evaluations_sweep_boxes_per_image_and_report_the_best(tmp_path):
+    """Table 1a's PRW rows: the paper's best over a number of boxes per image (no score threshold
+    besides the cap); the results table reads the sweep's best row, not the last one."""
+    import results_table
+
+    by_id = {r.id: r for r in recipes_lib.all_recipes()}
+    for model in ('Disj', 'J2', 'J3', 'J4'):
+        step, = [s for s in by_id[f'1a_{model}_prw'].steps if s.script == 'evaluate.py']
+        assert _flag_values(list(step.args), 'max_detections_per_image') == ['1,3,5,10']
+        assert _flag_values(list(step.args), 'det_thresh') == ['0.0']
+    cuhk_eval, = [s for s in by_id['1a_J3_cuhk'].steps if s.script == 'evaluate.py']
+    assert not _flag_values(list(cuhk_eval.args), 'max_detections_per_image')
+    rows = [{'gallery': 'standard', 'max_detections_per_image': n, 'mAP': m, 'top1': 0.5}
+            for n, m in ((3, 0.2), (5, 0.25), (10, 0.1))]
+    path = tmp_path / 'sweep.json'
+    path.write_text(json.dumps({'dataset': 'prw', 'results': rows, 'best': [rows[1]]}))
+    assert results_table.read_metrics(str(path))['PRW']['max_detections_per_image'] == 5

@@ -51,10 +51,7 @@ class EvalSettings:
     max_detections_per_image: int | None = None   # last: positional construction keeps working
 
     def __post_init__(self):
-        cap = self.max_detections_per_image
-        if cap is not None and (isinstance(cap, bool) or int(cap) != cap or cap < 1):
-            raise ValueError(f'max_detections_per_image must be an integer >= 1 (or None for no '
-                             f'cap), got {cap!r}')
+        search.check_cap(self.max_detections_per_image)
 
 
 def evaluate_predictions(protocol: protocol_lib.Protocol,

@@ -110,11 +110,21 @@ class GalleryDetections:
         return np.diff(self.offsets)
 
 
+def check_cap(cap) -> None:
+    """Refuses a detections-per-image cap that is not an integer >= 1 (None, no cap, is fine).
+
+    Raises:
+        ValueError: naming the setting and the value.
+    """
+    if cap is not None and (isinstance(cap, bool) or int(cap) != cap or cap < 1):
+        raise ValueError(f'max_detections_per_image must be an integer >= 1 (or None for no '
+                         f'cap), got {cap!r}')
+
+
 def _top_per_image(image: np.ndarray, scores: np.ndarray, limit: int) -> np.ndarray:
     """Indices (ascending) of the `limit` highest-scoring items of each image; on equal scores
     the lower index wins."""
-    if isinstance(limit, bool) or int(limit) != limit or limit < 1:
-        raise ValueError(f'max_detections_per_image must be an integer >= 1, got {limit!r}')
+    check_cap(limit)
     index = np.arange(len(image))
     order = np.lexsort((index, -np.asarray(scores, np.float64), image))
     sorted_image = image[order]

@@ -146,6 +146,9 @@ class ReidConfig:
             person's mirror image is the same person; the pooled map of a flipped box is close to
             the flipped map of the box).
         margin: triplet margin (both phases), in the distance of the embeddings the losses see.
+        soft_margin: the batch-hard phase (and joint fine-tuning) uses the soft margin
+            log(1 + exp(d+ - d-)) instead of the hinge (Hermans et al.; TFA's `soft=True`), so
+            `margin` applies to the semi-hard phase only.
         normalize_for_loss: L2-normalise the embeddings before the triplet losses, as TFA's
             losses expect (raw embeddings let the semi-hard loss shrink by scaling them up:
             on synthetic data their norm grew to ~30 and search mAP was lower); inference always
@@ -181,6 +184,7 @@ class ReidConfig:
     reid_warmup_epochs: float = 0.0
     reid_flip: bool = False
     margin: float = 0.5
+    soft_margin: bool = False
     normalize_for_loss: bool = True
     reid_freeze_batch_norm: bool = False
     reid_mixed_precision: str = 'float32'
@@ -246,6 +250,7 @@ class TrainedReid:
             recorded; fine-tuning needs it, loading does not).
         reid_split: their split (idem).
         margin: the triplet margin (idem).
+        soft_margin: batch hard used the soft margin (fine-tuning keeps it).
         normalize_for_loss: the triplet loss saw L2-normalised embeddings.
         reid_freeze_batch_norm: the replicated stages' batch norm stayed in inference mode.
         reid_mixed_precision: the compute precision stage 2 was trained in.
@@ -258,6 +263,7 @@ class TrainedReid:
     reid_datasets: str | None = None
     reid_split: str | None = None
     margin: float | None = None
+    soft_margin: bool = False
     normalize_for_loss: bool = True
     reid_freeze_batch_norm: bool = False
     reid_mixed_precision: str = 'float32'

@@ -3,6 +3,9 @@
 Stage 2 and the joint fine-tuning train on P x K identity batches with the paper's two triplet
 losses, TFA's (`tensorflow_addons`): semi-hard (FaceNet's mining: the closest negative farther
 than the positive) and batch-hard (the farthest positive and the closest negative of each anchor).
+Batch hard can use Hermans et al.'s soft margin, log(1 + exp(d+ - d-)) (TFA's `soft=True`): it
+has no flat zero once a triplet is satisfied and no fixed margin that d+ and d- can both shrink
+under together, the collapse the hinge form showed on the randomised synthetic world.
 The functional forms (`tfa.losses.triplet_semihard_loss` / `triplet_hard_loss`, what the Keras
 losses `TripletSemiHardLoss` / `TripletHardLoss` wrap) are used so that no Keras loss reduction
 gets in the way of a distribution strategy. Both expect L2-normalised embeddings.
@@ -18,15 +21,23 @@ TRIPLET_LOSSES = {SEMI_HARD: tfa.losses.triplet_semihard_loss, HARD: tfa.losses.
 
 
 def triplet_loss(kind: str, labels: tf.Tensor, embeddings: tf.Tensor,
-                 margin: float) -> tf.Tensor:
+                 margin: float, soft_margin: bool = False) -> tf.Tensor:
     """The `kind` ('semi_hard' or 'hard') triplet loss of a batch (scalar).
 
+    `soft_margin` (batch hard only) replaces the hinge max(d+ - d- + margin, 0) by
+    log(1 + exp(d+ - d-)); `margin` is then unused.
+
     Raises:
-        ValueError: an unknown kind.
+        ValueError: an unknown kind, or a soft margin asked of the semi-hard loss (TFA has none).
     """
     if kind not in TRIPLET_LOSSES:
         raise ValueError(f'triplet loss must be one of {sorted(TRIPLET_LOSSES)}, got {kind!r}')
-    return TRIPLET_LOSSES[kind](labels, embeddings, margin=margin)
+    if kind == HARD:
+        return tfa.losses.triplet_hard_loss(labels, embeddings, margin=margin, soft=soft_margin)
+    if soft_margin:
+        raise ValueError('the soft margin exists for the batch-hard loss only (TFA\'s '
+                         'triplet_semihard_loss has none)')
+    return tfa.losses.triplet_semihard_loss(labels, embeddings, margin=margin)
 
 
 def triplet_statistics(embeddings: tf.Tensor, labels: tf.Tensor,

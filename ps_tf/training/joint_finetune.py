@@ -67,7 +67,7 @@ STAGE = JOINT_STAGE
 def joint_losses(model: JointModel, images: tf.Tensor, targets: dict[str, tf.Tensor],
                  boxes: tf.Tensor, labels: tf.Tensor, margin: float, reid_weight: float = 1.0,
                  normalize: bool = True, reid_to_trunk: bool = True,
-                 training: bool = True) -> dict[str, tf.Tensor]:
+                 training: bool = True, soft_margin: bool = False) -> dict[str, tf.Tensor]:
     """The joint objective of one batch, from one forward pass of the trunk.
 
     Args:
@@ -84,6 +84,7 @@ def joint_losses(model: JointModel, images: tf.Tensor, targets: dict[str, tf.Ten
         reid_to_trunk: let the re-ID gradient reach the shared trunk (joint fine-tuning); False
             pools through `tf.stop_gradient`, as inference and the two-step training do.
         training: run the networks in training mode.
+        soft_margin: batch hard with the soft margin (as stage 2's `soft_margin`).
 
     Returns:
         `class_loss`, `box_loss`, `detection_loss`, `reid_loss`, `total_loss` (scalars), and
@@ -100,7 +101,7 @@ def joint_losses(model: JointModel, images: tf.Tensor, targets: dict[str, tf.Ten
     if normalize:
         embeddings = tf.math.l2_normalize(embeddings, axis=-1)
     box_labels = tf.boolean_mask(labels, labelled)
-    reid = triplet_loss(HARD, box_labels, embeddings, margin)
+    reid = triplet_loss(HARD, box_labels, embeddings, margin, soft_margin=soft_margin)
     return {'class_loss': detection['class_loss'], 'box_loss': detection['box_loss'],
             'detection_loss': detection['total_loss'], 'reid_loss': reid,
             'total_loss': detection['total_loss'] + reid_weight * reid,
@@ -197,7 +198,8 @@ class JointTrainer(CheckpointedLoop):
         def replica_step(images, targets, boxes, labels):
             with tf.GradientTape() as tape:
                 losses = joint_losses(self.joint, images, targets, boxes, labels, margin,
-                                      config.joint_reid_weight, normalize)
+                                      config.joint_reid_weight, normalize,
+                                      soft_margin=self.trained_reid.soft_margin)
                 decay = config.joint_weight_decay * tf.add_n(
                     [tf.nn.l2_loss(v) for v in self._decay_variables])
                 # Gradients are summed over replicas: scale so that they average.
@@ -242,7 +244,7 @@ class JointTrainer(CheckpointedLoop):
                     image_size=self.image_size, embedding_dim=self.joint.embedding_dim,
                     reid_freeze_batch_norm=self.trained_reid.reid_freeze_batch_norm,
                     reid_mixed_precision=self.trained_reid.reid_mixed_precision,
-                    margin=self.trained_reid.margin,
+                    margin=self.trained_reid.margin, soft_margin=self.trained_reid.soft_margin,
                     normalize_for_loss=self.trained_reid.normalize_for_loss,
                     source_checkpoint=self.trained_reid.source_checkpoint,
                     reid_checkpoint=self.reid_checkpoint,

@@ -156,6 +156,7 @@ class ReidTrainer(CheckpointedLoop):
 
     def _train_step_fn(self, phase: str):
         margin, replicas = self.config.margin, self.strategy.num_replicas_in_sync
+        soft_margin = self.config.soft_margin
         normalize = self.config.normalize_for_loss
         variables = self.branch.trainable_variables
 
@@ -170,7 +171,8 @@ class ReidTrainer(CheckpointedLoop):
             with tf.GradientTape() as tape:
                 raw = self.branch(features, training=True)
                 embeddings = tf.math.l2_normalize(raw, axis=-1) if normalize else raw
-                loss = triplet_loss(phase, labels, embeddings, margin)
+                loss = triplet_loss(phase, labels, embeddings, margin,
+                                    soft_margin=soft_margin and phase == HARD)
                 # Gradients are summed over replicas: scale so that they average.
                 scaled_loss = loss / replicas
             gradients = tape.gradient(scaled_loss, variables)

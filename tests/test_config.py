@@ -64,6 +64,10 @@ def test_a_trained_stage2_config_is_read_typed_and_a_missing_setting_named(tmp_p
         'reid', 'J3', 64, 0.5)
     # Settings that came later take the values older versions used.
     assert trained.reid_mixed_precision == 'float32' and trained.normalize_for_loss
+    assert not trained.soft_margin
+    (tmp_path / 'config.json').write_text(
+        '{"variant": "J3", "embedding_dim": 64, "source_checkpoint": "x", "soft_margin": true}')
+    assert config.load_trained_reid(str(tmp_path)).soft_margin
     (tmp_path / 'config.json').write_text('{"variant": "J3", "source_checkpoint": "x"}')
     with pytest.raises(ValueError, match=r'config.json: no embedding_dim: not written by'):
         config.load_trained_reid(str(tmp_path))

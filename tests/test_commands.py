@@ -15,6 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPTS = {   # checkout script -> command module
     'train.py': 'train', 'evaluate.py': 'evaluate', 'search.py': 'search',
     'export/export_saved_model.py': 'export', 'export/serving_client.py': 'serving_client',
+    'preview.py': 'preview',
 }
 
 

@@ -51,3 +51,12 @@ def test_preview_command_writes_a_grid_of_the_dataset(tiny_synthetic_data_dir, t
     for k in range(3):
         tile = pixels[:, k * 384:(k + 1) * 384]
         assert np.any(np.all(tile == 255, axis=-1))
+    # A split the dataset does not have is named with the ones it has.
+    failed = subprocess.run([sys.executable, str(REPO / 'preview.py'),
+                             '--dataset=synthetic_person_search/tiny',
+                             f'--data_dir={tiny_synthetic_data_dir}', '--split=test',
+                             f'--output={tmp_path / "other.png"}'],
+                            cwd=tmp_path, capture_output=True, text=True)
+    assert failed.returncode != 0 and not (tmp_path / 'other.png').exists()
+    assert "has no split 'test'; it has gallery, query, train" in failed.stderr, (
+        failed.stderr[-2000:])

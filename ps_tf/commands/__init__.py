@@ -11,6 +11,7 @@ checkout works without installing:
 | `ps-search` | `search` | `search.py` |
 | `ps-export` | `export` | `export/export_saved_model.py` |
 | `ps-serving-client` | `serving_client` | `export/serving_client.py` |
+| `ps-preview` | `preview` | `preview.py` |
 
 Only `train` imports `ps_tf.training`; the library code the commands call lives in the layers
 below them, where tests and other programs import it.

@@ -12,8 +12,8 @@ Which data trains what (paper §3.1-3.2):
 | part | detection (stage 1) | re-ID (stage 2) | evaluated on |
 |---|---|---|---|
 | 1a | CUHK-SYSU + PRW + MOT17Det + WIDER ("all4") | PRW or CUHK-SYSU | that dataset |
-| 1c J*p | PRW | PRW | CUHK-SYSU (cross-dataset) |
-| 1c J*m-w-p | MOT17Det + WIDER + PRW ("mwp") | PRW | CUHK-SYSU (cross-dataset) |
+| 1c J*p | PRW | PRW | CUHK-SYSU (cross-dataset); PRW (intra) |
+| 1c J*m-w-p | MOT17Det + WIDER + PRW ("mwp") | PRW | CUHK-SYSU (cross-dataset); PRW (intra) |
 | 1d J*c | CUHK-SYSU | CUHK-SYSU | CUHK-SYSU, predicted and GT boxes |
 | 1d J* | all4 (the 1a CUHK-SYSU models) | CUHK-SYSU | CUHK-SYSU, predicted and GT boxes |
 
@@ -25,6 +25,17 @@ a number of detections kept per gallery image (its rows are at 5 boxes per image
 methods at 3 or 5), so the PRW evaluations sweep `--max_detections_per_image` over
 `PRW_BOXES_PER_IMAGE` with no score threshold (`--det_thresh=0`: the N best boxes, whatever
 their score); the results table reads each file's best row.
+
+Detection AP: evaluate.py reports it (`det_ap`) for every evaluation, over the dataset's whole
+test gallery. The paper gives it for Table 1c only (§3.2): J*p 81% on PRW and 30% on CUHK-SYSU,
+J*m-w-p 79% and 60% (`Evaluation.paper_det_ap`). So each 1c recipe is also evaluated on PRW, its
+re-ID dataset (intra-dataset), where the paper gives no search numbers, only this AP. The
+detector is the same for J2, J3 and J4 of one mix, so its AP could come from one evaluation per
+mix, but PRW's search numbers differ per model and evaluate.py gives both in one run: one PRW
+evaluation per 1c recipe (6 evaluate.py steps, none shared), whose three `det_ap` per mix should
+agree. In a PRW sweep every row holds the same `det_ap`: evaluate.py computes it once, from all
+of the model's detections (score >= its `--detection_metric_thresh`, 0.01), which neither
+`--det_thresh` nor `--max_detections_per_image` filters (`ps_tf/evaluation/sweep.py`).
 
 Paths in the command lines are relative to the run root (`{root}`), filled in by the runner.
 Paper numbers are percentages (Table 1 of the paper); `None` where the text does not give one
@@ -82,11 +93,14 @@ class Evaluation:
         use_gt_boxes: ground-truth gallery boxes instead of detections (Table 1d, right).
         output: the metrics JSON, relative to the root.
         paper: gallery ('100', '4000' or 'PRW') -> (mAP %, Rank-1 %) of the paper.
+        paper_det_ap: the paper's detection AP % on `dataset`, None where it gives none (it
+            does for Table 1c only).
     """
     dataset: str
     use_gt_boxes: bool
     output: str
     paper: dict[str, tuple[float | None, float | None]]
+    paper_det_ap: float | None = None
 
     @property
     def boxes(self) -> str:
@@ -142,8 +156,8 @@ def _reid_steps(mix: str, variant: str, reid_dataset: str) -> list[Step]:
             Step(f'reid/{name}:reid', 'train.py', ('--stage=reid',) + common)]
 
 
-def _evaluation(name: str, dataset: str, use_gt_boxes: bool, paper: dict
-                ) -> tuple[Step, Evaluation]:
+def _evaluation(name: str, dataset: str, use_gt_boxes: bool, paper: dict,
+                paper_det_ap: float | None = None) -> tuple[Step, Evaluation]:
     suffix = '_gt' if use_gt_boxes else ''
     output = f'eval/{name}__{dataset}{suffix}.json'
     args = [f'--dataset={dataset}', f'--checkpoint={{root}}/reid/{name}',
@@ -156,7 +170,7 @@ def _evaluation(name: str, dataset: str, use_gt_boxes: bool, paper: dict
     if use_gt_boxes:
         args.append('--use_gt_boxes')
     return (Step(output.removesuffix('.json'), 'evaluate.py', tuple(args)),
-            Evaluation(dataset, use_gt_boxes, output, paper))
+            Evaluation(dataset, use_gt_boxes, output, paper, paper_det_ap))
 
 
 def _prepare_step(dataset: str) -> Step:
@@ -168,20 +182,35 @@ def _cuhk(map_100, map_4000, rank1_100, rank1_4000) -> dict:
     return {'100': (map_100, rank1_100), '4000': (map_4000, rank1_4000)}
 
 
+def _galleries(dataset: str) -> list[str]:
+    return [PRW_GALLERY] if dataset == 'prw' else list(CUHK_GALLERIES)
+
+
 def make_recipe(recipe_id: str, part: str, model: str, mix: str, variant: str,
                 reid_dataset: str, eval_dataset: str, paper: dict,
-                paper_gt: dict | None = None) -> Recipe:
+                paper_gt: dict | None = None, paper_det_ap: float | None = None,
+                intra_det_ap: float | None = None) -> Recipe:
     """A recipe: detection on `mix`, stage 2 of `variant` on `reid_dataset`, evaluated on
-    `eval_dataset` (and with ground-truth boxes when `paper_gt` is given)."""
+    `eval_dataset` (and with ground-truth boxes when `paper_gt` is given).
+
+    `paper_det_ap`: the paper's detection AP % on `eval_dataset`. `intra_det_ap`: also evaluate
+    on `reid_dataset` (intra-dataset, predicted boxes), where the paper gives only this detection
+    AP % (Table 1c on PRW).
+    """
     name = run_name(mix, variant, reid_dataset)
     steps = [_detection_step(mix), *_reid_steps(mix, variant, reid_dataset)]
     trained_on = {entry.split(':')[0] for entry in DETECTION_MIXES[mix][0].split(',')}
     if eval_dataset not in trained_on | {reid_dataset}:
         steps.append(_prepare_step(eval_dataset))
+    planned = [(eval_dataset, False, paper, paper_det_ap), (eval_dataset, True, paper_gt, None)]
+    if intra_det_ap is not None:
+        planned.append((reid_dataset, False,
+                        {gallery: (None, None) for gallery in _galleries(reid_dataset)},
+                        intra_det_ap))
     evaluations = []
-    for use_gt_boxes, numbers in ((False, paper), (True, paper_gt)):
+    for dataset, use_gt_boxes, numbers, det_ap in planned:
         if numbers is not None:
-            step, evaluation = _evaluation(name, eval_dataset, use_gt_boxes, numbers)
+            step, evaluation = _evaluation(name, dataset, use_gt_boxes, numbers, det_ap)
             steps.append(step)
             evaluations.append(evaluation)
     detection_data = ','.join(entry.split(':')[0] for entry in DETECTION_MIXES[mix][0].split(','))
@@ -198,6 +227,9 @@ PAPER_1A_CUHK = {DISJOINT: _cuhk(72.1, 50.1, 74.1, 53.3), 'J2': _cuhk(76.4, 49.2
 PAPER_1C = {'J2p': _cuhk(31.5, 14.9, None, None), 'J2m-w-p': _cuhk(54.4, 29.4, 55.4, 31.9),
             'J3p': _cuhk(29.8, 13.9, 31.7, 15.8), 'J3m-w-p': _cuhk(54.6, 28.1, 56.1, 29.7),
             'J4p': _cuhk(22.8, 8.8, 23.1, 9.5), 'J4m-w-p': _cuhk(52.5, 27.8, 53.3, 28.8)}
+# Table 1c's detection AP % (§3.2, the same for J2, J3, J4 of a mix): detection mix -> (on
+# CUHK-SYSU, cross-dataset; on PRW, intra-dataset).
+PAPER_1C_DET_AP = {'prw': (30.0, 81.0), 'mwp': (60.0, 79.0)}
 # Table 1d: CUHK-SYSU, predicted boxes (left) and ground-truth boxes (right).
 PAPER_1D = {'J2c': _cuhk(71.4, 43.6, 71.6, 45.5), 'J2': _cuhk(76.4, 49.2, 76.7, 51.3),
             'J3c': _cuhk(75.5, 48.1, 76.4, 50.3), 'J3': _cuhk(79.4, 55.8, 80.5, 58.9),
@@ -219,8 +251,10 @@ def all_recipes() -> list[Recipe]:
     for variant in VARIANTS:
         for suffix, mix in (('p', 'prw'), ('mwp', 'mwp')):
             model = f'{variant}{"p" if suffix == "p" else "m-w-p"}'
+            cross_ap, intra_ap = PAPER_1C_DET_AP[mix]
             recipes.append(make_recipe(f'1c_{variant}{suffix}', '1c', model, mix, variant, 'prw',
-                                       'cuhk_sysu', PAPER_1C[model]))
+                                       'cuhk_sysu', PAPER_1C[model], paper_det_ap=cross_ap,
+                                       intra_det_ap=intra_ap))
     for variant in VARIANTS:
         for model, mix in ((f'{variant}c', 'cuhk'), (variant, 'all4')):
             recipes.append(make_recipe(f'1d_{model}', '1d', model, mix, variant, 'cuhk_sysu',

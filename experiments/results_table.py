@@ -3,7 +3,8 @@ the paper's numbers.
 
 One markdown table per part of Table 1 (1a, 1c, 1d), one line per (recipe, boxes, gallery): the
 CUHK-SYSU galleries 100 and 4000, or PRW's one gallery. A recipe not evaluated yet keeps its line
-with the paper's numbers and '–' for ours, so the table shows what is left to run.
+with the paper's numbers and '–' for ours, so the table shows what is left to run. The paper's
+detection AP is left empty where the paper gives none (it gives one for Table 1c only).
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import recipes as recipes_lib
 MISSING = '–'
 PART_TITLES = {
     '1a': 'Table 1a: joint models and the disjoint baseline (detection on all four datasets)',
-    '1c': 'Table 1c: cross-dataset, trained on PRW (re-ID) and evaluated on CUHK-SYSU',
+    '1c': 'Table 1c: cross-dataset, trained on PRW (re-ID) and evaluated on CUHK-SYSU (and on '
+          'PRW, intra-dataset, for detection AP)',
     '1d': 'Table 1d: CUHK-SYSU only (J*c) vs aggregated detection data (J*)',
 }
 HEADER = ('recipe', 'model', 'detection data', 're-ID data', 'evaluated on', 'boxes', 'gallery',
-          'mAP %', 'paper mAP %', 'Rank-1 %', 'paper Rank-1 %', 'det AP %')
+          'mAP %', 'paper mAP %', 'Rank-1 %', 'paper Rank-1 %', 'det AP %', 'paper det AP %')
 
 
 def gallery_label(row: dict) -> str:
@@ -34,7 +36,9 @@ def read_metrics(path: str) -> dict[str, dict]:
     """gallery label -> the evaluate.py row, from one `--output_json` file ({} if missing).
 
     A sweep over `--max_detections_per_image` (the PRW recipes) holds one row per value under
-    `results` and each gallery's best, by mAP, under `best`: the best is the one reported.
+    `results` and each gallery's best, by mAP, under `best`: the best is the one reported. Its
+    `det_ap` is every row's: evaluate.py computes detection AP once per file, from all of the
+    model's detections, which neither the cap nor `--det_thresh` filters.
 
     Raises:
         ValueError: the file exists but is not evaluate.py's output, naming it.
@@ -61,13 +65,14 @@ def table_lines(recipe: recipes_lib.Recipe, root: str) -> list[tuple[str, ...]]:
     lines = []
     for evaluation in recipe.evaluations:
         measured = read_metrics(os.path.join(root, evaluation.output))
+        paper_det_ap = '' if evaluation.paper_det_ap is None else _paper(evaluation.paper_det_ap)
         for gallery, (paper_map, paper_rank1) in evaluation.paper.items():
             row = measured.get(gallery, {})
             lines.append((recipe.id, recipe.model, recipe.detection_data, recipe.reid_data,
                           evaluation.dataset, evaluation.boxes, gallery,
                           _percent(row.get('mAP')), _paper(paper_map),
                           _percent(row.get('top1')), _paper(paper_rank1),
-                          _percent(row.get('det_ap'))))
+                          _percent(row.get('det_ap')), paper_det_ap))
     return lines
 
 

@@ -133,3 +133,65 @@ def test_prw_evaluations_sweep_boxes_per_image_and_report_the_best(tmp_path):
     path = tmp_path / 'sweep.json'
     path.write_text(json.dumps({'dataset': 'prw', 'results': rows, 'best': [rows[1]]}))
     assert results_table.read_metrics(str(path))['PRW']['max_detections_per_image'] == 5
+
+
+def test_table_1c_also_evaluates_on_prw_with_the_papers_detection_ap():
+    """Each 1c model is scored on PRW too (intra-dataset), swept like Table 1a's PRW rows, and
+    carries the paper's detection AP (§3.2) on both datasets; nothing else does."""
+    recipes = recipes_lib.all_recipes()
+    by_id = {r.id: r for r in recipes}
+    for recipe_id, cross_ap, intra_ap in (('1c_J2p', 30.0, 81.0), ('1c_J4p', 30.0, 81.0),
+                                          ('1c_J3mwp', 60.0, 79.0)):
+        cuhk, prw = by_id[recipe_id].evaluations
+        assert (cuhk.dataset, cuhk.paper_det_ap) == ('cuhk_sysu', cross_ap)
+        assert (prw.dataset, prw.boxes, prw.paper_det_ap) == ('prw', 'predicted', intra_ap)
+        assert prw.paper == {'PRW': (None, None)}   # the paper gives no 1c search numbers on PRW
+        step, = [s for s in by_id[recipe_id].steps if s.key == prw.output.removesuffix('.json')]
+        assert step.args[3:] == ('--det_thresh=0.0', '--max_detections_per_image=1,3,5,10')
+        assert not any(s.key == 'prepare/prw' for s in by_id[recipe_id].steps)   # trained on it
+    assert all(e.paper_det_ap is None for r in recipes if r.part != '1c' for e in r.evaluations)
+
+
+def test_the_prw_evaluations_add_one_step_per_1c_model_and_share_the_rest():
+    """A PRW evaluation per 1c model (its search numbers are the model's; the detection AP of a
+    mix comes with each of its three); detection, stage 2 and preparation stay shared."""
+    steps = recipes_lib.ordered_steps(recipes_lib.select('table=1c'))
+    keys = [s.key for s in steps]
+    assert len(keys) == len(set(keys)) == 2 + 6 * 2 + 1 + 6 * 2
+    assert sorted(k for k in keys if k.endswith('__prw')) == sorted(
+        f'eval/{mix}_{v}_prw__prw' for mix in ('prw', 'mwp') for v in recipes_lib.VARIANTS)
+    every = recipes_lib.ordered_steps(recipes_lib.all_recipes())
+    assert sum(s.script == 'evaluate.py' for s in every) == 23 + 6
+    assert sum(s.key.endswith('__prw') for s in every) == 4 + 6   # 1a's PRW rows + 1c's
+
+
+def test_results_table_shows_det_ap_beside_the_papers(tmp_path):
+    """Hand-written evaluate.py files: the 1c lines show our detection AP (PRW: the sweep's best
+    row's, which every row shares) beside the paper's; lines without a paper AP leave it empty."""
+    import results_table
+    from experiments_fixtures import table_rows
+
+    (tmp_path / 'eval').mkdir()
+    cuhk_rows = [{'gallery_size': size, 'mAP': 0.5, 'top1': 0.6, 'det_ap': 0.55}
+                 for size in (100, 4000)]
+    sweep = [{'gallery': 'standard', 'max_detections_per_image': n, 'mAP': m, 'top1': 0.4,
+              'det_ap': 0.785, 'best_of_sweep': n == 5} for n, m in ((3, 0.2), (5, 0.25))]
+    files = {'mwp_J3_prw__cuhk_sysu': {'results': cuhk_rows},
+             'mwp_J3_prw__prw': {'results': sweep, 'best': [sweep[1]]},
+             'all4_J3_prw__prw': {'results': sweep, 'best': [sweep[1]]}}
+    for name, content in files.items():
+        (tmp_path / 'eval' / f'{name}.json').write_text(json.dumps(content))
+    chosen = recipes_lib.select('1a_J3_prw,1c_J3mwp,1c_J3p')
+    text = results_table.markdown(chosen, str(tmp_path))
+    (tmp_path / 'table.md').write_text(text)
+    header = text.splitlines()[2]
+    assert '| det AP % | paper det AP % |' in header and header.count('|') == 14
+    rows = table_rows(tmp_path)
+    assert rows['1c_J3mwp', 'predicted', '100'][7:] == [
+        '50.0', '54.6', '60.0', '56.1', '55.0', '60.0']
+    assert rows['1c_J3mwp', 'predicted', '4000'][11:] == ['55.0', '60.0']
+    assert rows['1c_J3mwp', 'predicted', 'PRW'][4:] == [
+        'prw', 'predicted', 'PRW', '25.0', '–', '40.0', '–', '78.5', '79.0']
+    assert rows['1c_J3p', 'predicted', 'PRW'][11:] == ['–', '81.0']   # not evaluated yet
+    assert rows['1c_J3p', 'predicted', '100'][11:] == ['–', '30.0']
+    assert rows['1a_J3_prw', 'predicted', 'PRW'][7:] == ['25.0', '22.5', '40.0', '45.1', '78.5', '']

@@ -3,8 +3,8 @@ collected table holds their numbers beside the paper's.
 
 One detection run (the aggregated "all4" mix) is trained once and shared: Table 1d's J4 (whose
 stage-2 run and evaluation are Table 1a's CUHK-SYSU J4), predicted and GT boxes; then Table 1c's
-J4m-w-p, whose own detection run is seeded with that one (same command form, other data) so that
-the test trains a single detector.
+J4m-w-p (evaluated on CUHK-SYSU and on PRW), whose own detection run is seeded with that one
+(same command form, other data) so that the test trains a single detector.
 """
 
 import json
@@ -56,7 +56,14 @@ def test_cross_dataset_recipe_evaluates_on_a_dataset_it_never_trained_on(table_r
     pooled = json.loads((root / 'reid' / 'mwp_J4_prw' / 'pooled' / 'manifest.json').read_text())
     assert list(pooled['datasets']) == ['prw'] and pooled['variant'] == 'J4'
     measured = metrics(root, 'eval/mwp_J4_prw__cuhk_sysu.json')['100']
-    assert table_rows(root)['1c_J4mwp', 'predicted', '100'][7] == f'{100 * measured["mAP"]:.1f}'
+    rows = table_rows(root)
+    assert rows['1c_J4mwp', 'predicted', '100'][7] == f'{100 * measured["mAP"]:.1f}'
+    # ... and on PRW (intra-dataset), swept over boxes per image, for the paper's detection AP.
+    prw = json.loads((root / 'eval' / 'mwp_J4_prw__prw.json').read_text())
+    assert [row['max_detections_per_image'] for row in prw['results']] == [1, 3, 5, 10]
+    assert len({row['det_ap'] for row in prw['results']}) == 1   # no cap changes it
+    assert rows['1c_J4mwp', 'predicted', 'PRW'][11:] == [f'{100 * prw["best"][0]["det_ap"]:.1f}',
+                                                         '79.0']
 
 
 def test_a_step_done_with_another_command_is_refused(table_root, tmp_path):

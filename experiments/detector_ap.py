@@ -46,7 +46,8 @@ def detector_ap(models: dict[str, str], datasets: list[str], batch_size: int = 8
         for dataset in datasets:
             started = time.perf_counter()
             split = datasets_lib.detection_eval_dataset(dataset, 'gallery', config.image_size,
-                                                        batch_size, data_dir=data_dir)
+                                                        batch_size, data_dir=data_dir,
+                                                        resize_mode=config.resize_mode)
             result = detection_split.detection_metrics(detection_split.detect_split(detect, split))
             rows.append({'model': name, 'checkpoint': os.path.abspath(checkpoint),
                          'dataset': dataset, 'det_ap': result.average_precision,

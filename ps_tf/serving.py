@@ -3,7 +3,9 @@
 
 `ServingModule` wraps a `JointModel` in a `tf.Module` whose `tf.function` entry points all take
 original images and return original-pixel boxes; decoding, resizing and padding
-(`resize_and_pad`) happen inside the graph, as does the way back (`boxes_to_original`). Every
+(`resize_and_pad` at the detector's `image_size` and in its `resize_mode`, 'letterbox' or
+'stretch', both constants of the traced graph) happen inside the graph, as does the way back
+(`boxes_to_original`). Every
 detection entry point calls one `_serve` (Model Garden's export layout):
 
 - `detect_encoded(image_bytes)`: (B,) string, encoded JPEG/PNG/BMP/GIF images of any sizes.
@@ -31,7 +33,7 @@ import tensorflow as tf
 from absl import logging
 
 from ps_tf.models.joint import JointModel
-from ps_tf.ops.geometry import boxes_to_original, resize_and_pad, scale_boxes
+from ps_tf.ops.geometry import boxes_to_original, check_resize_mode, resize_and_pad, scale_boxes
 
 SERVING_DEFAULT = 'serving_default'
 SIGNATURE_NAMES = (SERVING_DEFAULT, 'detect_images', 'detect_examples', 'embed_boxes')
@@ -74,20 +76,24 @@ class ServingModule(tf.Module):
     Args:
         joint: the joint model (its detector's detection settings are the export's).
         image_size: side of the detector's square input, pixels.
+        resize_mode: how an image becomes that square, 'letterbox' or 'stretch'
+            (`resize_and_pad`): the detector's training setting.
     """
 
-    def __init__(self, joint: JointModel, image_size: int, name: str | None = None):
+    def __init__(self, joint: JointModel, image_size: int, name: str | None = None,
+                 resize_mode: str = 'letterbox'):
         super().__init__(name=name)
         if not isinstance(image_size, int) or image_size <= 0:
             raise ValueError(f'image_size must be a positive int, got {image_size!r}')
         self.joint = joint
         self.image_size = image_size
+        self.resize_mode = check_resize_mode(resize_mode)
         self.embedding_dim = joint.embedding_dim
         self.max_detections = joint.detector.detection_generator.max_detections
         self.score_threshold = joint.detector.detection_generator.score_threshold
 
     def _preprocess(self, image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return resize_and_pad(image, self.image_size)
+        return resize_and_pad(image, self.image_size, self.resize_mode)
 
     def _serve(self, images: tf.Tensor, image_info: tf.Tensor) -> dict[str, tf.Tensor]:
         """(B, S, S, 3) float32 padded squares and their (B, 4, 2) image_info -> outputs."""
@@ -164,7 +170,8 @@ class ServingModule(tf.Module):
 def load_serving_module(checkpoint: str, image_size: int | None = None,
                         score_threshold: float | None = None,
                         max_detections: int | None = None) -> ServingModule:
-    """The serving module of a trained model.
+    """The serving module of a trained model, resizing images as its detector was trained (the
+    stage-1 run's `resize_mode`).
 
     Args:
         checkpoint: a train.py model_dir, its `reid/` directory or a stage-2 checkpoint.
@@ -174,9 +181,9 @@ def load_serving_module(checkpoint: str, image_size: int | None = None,
     from ps_tf.models.loading import load_joint_model, locate_stage2
 
     reid_dir, stage2_checkpoint = locate_stage2(checkpoint)
-    joint, trained_size = load_joint_model(reid_dir, stage2_checkpoint)
+    joint, trained_size, resize_mode = load_joint_model(reid_dir, stage2_checkpoint)
     with_detection_settings(joint, score_threshold, max_detections)
-    return ServingModule(joint, image_size or trained_size)
+    return ServingModule(joint, image_size or trained_size, resize_mode=resize_mode)
 
 
 def serialize_example(image_bytes: bytes) -> bytes:

@@ -123,6 +123,25 @@ def test_boxes_are_original_pixels_and_embed_boxes_reproduces_detections(exporte
     np.testing.assert_allclose(embedded, outputs['detection_embeddings'][0], atol=2e-3)
 
 
+def test_a_stretching_module_serves_stretched_inputs(exported):
+    """resize_mode='stretch' reaches the serving graph: outputs are the library's steps on the
+    stretched image (image_info resized (S, S), a scale per axis), not the letterboxed ones."""
+    _, module, *_ = exported
+    assert module.resize_mode == 'letterbox'                 # the random model's stage-1 config
+    stretching = serving.ServingModule(module.joint, module.image_size, resize_mode='stretch')
+    image = serving.sample_inputs()['detect_images']['images'][:1]          # (1, 96, 128, 3)
+    outputs = {k: v.numpy() for k, v in stretching.detect_images(tf.constant(image)).items()}
+    padded, image_info = resize_and_pad(image[0], module.image_size, 'stretch')
+    np.testing.assert_allclose(image_info[1:3], [[64, 64], [64 / 96, 64 / 128]], rtol=1e-6)
+    direct = module.joint.detect_and_embed(padded[None], image_info[None, 1])
+    np.testing.assert_allclose(outputs['detection_boxes'][0], boxes_to_original(
+        direct['detection_boxes'][0], image_info).numpy(), atol=1e-3)
+    letterboxed = module.detect_images(tf.constant(image))['detection_boxes'].numpy()
+    assert not np.allclose(letterboxed, outputs['detection_boxes'], atol=1e-2)
+    with pytest.raises(ValueError, match='resize_mode must be one of'):
+        serving.ServingModule(module.joint, module.image_size, resize_mode='pad')
+
+
 def test_bad_inputs_give_clear_errors(loaded):
     signatures = loaded.signatures
     with pytest.raises(tf.errors.InvalidArgumentError, match='Unknown image file format'):

@@ -71,3 +71,15 @@ def test_ground_truth_boxes_and_queries_take_the_same_path(joint, tiny_protocol,
             np.testing.assert_allclose(arrays['query_embeddings'][query],
                                        arrays['det_embeddings'][row], atol=1e-4)
     assert matched > 0
+
+
+def test_the_detector_resize_mode_reaches_the_split_input(tiny_synthetic_data_dir):
+    """Gallery and query images are resized as the detector was trained (no model needed): the
+    tiny dataset's 128 x 96 / 96 x 128 images fill the square only when stretched."""
+    for mode in ('stretch', 'letterbox'):
+        batch = next(inference._split_input(DATASET, inference.QUERY_SPLIT, IMAGE, 2,
+                                            tiny_synthetic_data_dir, None, resize_mode=mode)
+                     .as_numpy_iterator())
+        resized = batch['image_info'][:, 1]
+        assert np.all(resized.max(axis=1) == IMAGE)
+        assert np.all(resized.min(axis=1) == IMAGE) == (mode == 'stretch')

@@ -144,12 +144,14 @@ def _predict_with_checkpoint():
 
     reid_dir, checkpoint = loading.locate_stage2(FLAGS.checkpoint)
     precision = None if FLAGS.inference_precision == 'trained' else FLAGS.inference_precision
-    joint, image_size = loading.load_joint_model(reid_dir, checkpoint, precision=precision)
+    joint, image_size, resize_mode = loading.load_joint_model(reid_dir, checkpoint,
+                                                              precision=precision)
     print(f'computing predictions on {FLAGS.dataset} with {checkpoint or reid_dir} '
           f'({"ground-truth gallery boxes" if FLAGS.use_gt_boxes else "detections"}, '
           f'{FLAGS.inference_precision} precision)', flush=True)
     arrays = inference.predict_dataset(joint, FLAGS.dataset, image_size, FLAGS.batch_size,
-                                       use_gt_boxes=FLAGS.use_gt_boxes, data_dir=FLAGS.data_dir)
+                                       use_gt_boxes=FLAGS.use_gt_boxes, data_dir=FLAGS.data_dir,
+                                       resize_mode=resize_mode)
     predictions = evaluation.Predictions(**arrays)
     if FLAGS.write_predictions:
         evaluation.write_predictions(FLAGS.write_predictions, predictions)

@@ -51,9 +51,9 @@ def main(argv) -> None:
     for key, difference in differences.items():
         print(f'reloaded == in-memory: {key} max |diff| {difference:.2e}')
     logging.info('wrote %s', path)
-    print(f'exported {path} (image_size {module.image_size}, score_threshold '
-          f'{module.score_threshold}, max_detections {module.max_detections}, embedding_dim '
-          f'{module.embedding_dim})')
+    print(f'exported {path} (image_size {module.image_size}, resize_mode {module.resize_mode}, '
+          f'score_threshold {module.score_threshold}, max_detections {module.max_detections}, '
+          f'embedding_dim {module.embedding_dim})')
 
 
 def cli() -> None:

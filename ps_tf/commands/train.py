@@ -16,13 +16,14 @@ the joint model on the `reid_validation` dataset's test split, also written to
 `features` (the frozen stage-1 trunk's maps ROI-pooled at every labelled box of the re-ID datasets,
 written to `<model_dir>/pooled/`) and `reid` (stage 2: the re-ID branch trained on the pooled
 features with triplet losses, written to `<model_dir>/reid/`). Stages 2 and the pooling read the
-stage-1 run in `--detection_model_dir` (default `--model_dir`) and take its image size and its
-variant; `--stage=features --variant=J2` pools for another variant instead (the detector is the same
-network for J2, J3 and J4, so one stage-1 run serves all three). `--variant=Disj` trains the
-disjoint baseline instead (the paper's Table 1a "Disj."): `features` crops every labelled box of the
-re-ID datasets from the images (256 x 128, uint8), `reid` trains a separate ResNet-50 on the crops
-with the same triplet schedule (initialised from the stage-1 detector's ResNet-50, or
-`--disjoint_weights`), and the model it makes is searched, evaluated and exported like a joint one:
+stage-1 run in `--detection_model_dir` (default `--model_dir`) and take its image size, resize
+mode and variant; `--stage=features --variant=J2` pools for another variant instead (the detector
+is the same network for J2, J3 and J4, so one stage-1 run serves all three). `--variant=Disj`
+trains the disjoint baseline instead (the paper's Table 1a "Disj."): `features` crops every
+labelled box of the re-ID datasets from the images (256 x 128, uint8), `reid` trains a separate
+ResNet-50 on the crops with the same triplet schedule (initialised from the stage-1 detector's
+ResNet-50, or `--disjoint_weights`), and the model it makes is searched, evaluated and exported
+like a joint one:
 
     python train.py --variant=Disj --model_dir=runs/synthetic_disj                # all stages
     python train.py --stage=features --variant=Disj --model_dir=runs/disj \
@@ -135,7 +136,8 @@ def _run_reid_stage(stage: str, manual_dir, strategy) -> dict:
             split=config.reid_split,
             dtype=stage2.record_dtype(variant, config.pooled_dtype),
             images_per_shard=config.images_per_shard, batch_size=config.pooling_batch_size,
-            data_dir=FLAGS.data_dir, manual_dir=manual_dir)
+            data_dir=FLAGS.data_dir, manual_dir=manual_dir,
+            resize_mode=detection_config.resize_mode)
         return {'pooled_dir': pooled_dir, 'num_records': manifest.num_records,
                 'num_identities': len(manifest.identity_map)}
     return reid.train_reid(config, os.path.join(FLAGS.model_dir, 'reid'), pooled_dir,

@@ -1,14 +1,15 @@
 """Parsers: decoded examples (`decoder.decode_example`) to model inputs, with separate train and
 eval paths (Model Garden's "input = decoder + parser").
 
-Geometry shared by both paths: the image is resized keeping its aspect ratio so that its longer
-side is `image_size`, then padded with zeros at the bottom and right to `image_size` x
-`image_size`. Pixel values stay in 0-255 (float32); the model normalises them. The image's top-left
-corner stays at the origin, so a box maps to the model frame by a per-axis scale alone.
+Geometry shared by both paths (`ps_tf.ops.geometry.resize_and_pad`, `resize_mode`): the image
+is resized keeping its aspect ratio so that its longer side is `image_size`, then padded with zeros
+at the bottom and right to `image_size` x `image_size` ('letterbox'), or resized straight to that
+square ('stretch'). Pixel values stay in 0-255 (float32); the model normalises them. The image's
+top-left corner stays at the origin, so a box maps to the model frame by a per-axis scale alone.
 
 `image_info` (float32 (4, 2), Model Garden's layout):
     row 0: original (height, width);
-    row 1: resized (height, width) inside the padded square;
+    row 1: resized (height, width) inside the padded square ((S, S) when stretched);
     row 2: scale (y, x) = resized / original;
     row 3: offset (y, x) of the image in the square, always (0, 0) here.
 
@@ -23,7 +24,8 @@ import tensorflow as tf
 
 from ps_tf.ops.anchor_labeler import AnchorLabeler
 from ps_tf.ops.anchors import AnchorConfig, generate_anchors
-from ps_tf.ops.geometry import check_image_size, flip_left_right, resize_and_pad, scale_boxes
+from ps_tf.ops.geometry import (check_image_size, check_resize_mode, flip_left_right,
+                                resize_and_pad, scale_boxes)
 
 DEFAULT_MAX_OBJECTS = 256
 
@@ -40,7 +42,8 @@ class TrainParser:
     """
 
     def __init__(self, image_size: int, anchor_config: AnchorConfig = AnchorConfig(),
-                 labeler: AnchorLabeler = AnchorLabeler(), flip_prob: float = 0.5):
+                 labeler: AnchorLabeler = AnchorLabeler(), flip_prob: float = 0.5,
+                 resize_mode: str = 'letterbox'):
         """Builds the parser and the anchors of an `image_size` square input (once).
 
         Args:
@@ -48,8 +51,10 @@ class TrainParser:
             anchor_config: anchors per FPN level.
             labeler: assigns anchor targets.
             flip_prob: probability of a horizontal flip, in [0, 1].
+            resize_mode: 'letterbox' or 'stretch' (`resize_and_pad`).
         """
         self.image_size = check_image_size(image_size)
+        self.resize_mode = check_resize_mode(resize_mode)
         if not 0.0 <= flip_prob <= 1.0:
             raise ValueError(f'flip_prob must be in [0, 1], got {flip_prob}')
         self.flip_prob = float(flip_prob)
@@ -87,7 +92,7 @@ class TrainParser:
                                lambda: flip_left_right(image, boxes),
                                lambda: (image, boxes))
 
-        image, image_info = resize_and_pad(image, self.image_size)
+        image, image_info = resize_and_pad(image, self.image_size, self.resize_mode)
         boxes = scale_boxes(boxes, image_info)
         keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])    # drop zero-area boxes
         targets = self.labeler(self.anchors, tf.boolean_mask(boxes, keep),
@@ -118,22 +123,25 @@ class EvalParser:
     All shapes are static, so `Dataset.batch` stacks them.
     """
 
-    def __init__(self, image_size: int, max_objects: int = DEFAULT_MAX_OBJECTS):
+    def __init__(self, image_size: int, max_objects: int = DEFAULT_MAX_OBJECTS,
+                 resize_mode: str = 'letterbox'):
         """Builds the parser.
 
         Args:
             image_size: side S of the square model input, pixels.
             max_objects: ground-truth entries per image after padding; an image with more fails
                 with an InvalidArgumentError naming the image (truncating would bias the metrics).
+            resize_mode: 'letterbox' or 'stretch' (`resize_and_pad`), as the detector was trained.
         """
         self.image_size = check_image_size(image_size)
+        self.resize_mode = check_resize_mode(resize_mode)
         if not isinstance(max_objects, int) or max_objects <= 0:
             raise ValueError(f'max_objects must be a positive int, got {max_objects!r}')
         self.max_objects = max_objects
 
     def __call__(self, decoded: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         """Parses one decoded example (`decode_example`'s output, unbatched)."""
-        image, image_info = resize_and_pad(decoded['image'], self.image_size)
+        image, image_info = resize_and_pad(decoded['image'], self.image_size, self.resize_mode)
         boxes = tf.reshape(tf.cast(decoded['annotated_boxes'], tf.float32), [-1, 4])
         num_objects = tf.shape(boxes, out_type=tf.int32)[0]
         check = tf.debugging.Assert(

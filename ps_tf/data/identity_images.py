@@ -209,9 +209,10 @@ class JointParser:
     """
 
     def __init__(self, image_size: int, anchor_config: AnchorConfig = AnchorConfig(),
-                 flip_prob: float = 0.5, max_objects: int = DEFAULT_MAX_OBJECTS):
+                 flip_prob: float = 0.5, max_objects: int = DEFAULT_MAX_OBJECTS,
+                 resize_mode: str = 'letterbox'):
         self.train_parser = TrainParser(image_size, anchor_config=anchor_config,
-                                        flip_prob=flip_prob)
+                                        flip_prob=flip_prob, resize_mode=resize_mode)
         self.image_size = image_size
         self.max_objects = max_objects
 
@@ -230,7 +231,7 @@ class JointParser:
             draw = tf.random.stateless_uniform([], seed=tf.cast(seed, tf.int64))
         image, boxes = tf.cond(draw < parser.flip_prob, lambda: flip_left_right(image, boxes),
                                lambda: (image, boxes))
-        image, image_info = resize_and_pad(image, self.image_size)
+        image, image_info = resize_and_pad(image, self.image_size, parser.resize_mode)
         boxes = scale_boxes(boxes, image_info)
         keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         targets = parser.labeler(parser.anchors, tf.boolean_mask(boxes, keep),
@@ -255,8 +256,10 @@ def identity_image_dataset(index: ImageIndex, identities_per_batch: int,
                            images_per_identity: int, image_size: int,
                            anchor_config: AnchorConfig = AnchorConfig(), seed: int = 0,
                            start_batch: int = 0, flip_prob: float = 0.5,
-                           max_objects: int = DEFAULT_MAX_OBJECTS) -> tf.data.Dataset:
-    """Endless P x K image batches (module docstring), from global batch `start_batch` on.
+                           max_objects: int = DEFAULT_MAX_OBJECTS,
+                           resize_mode: str = 'letterbox') -> tf.data.Dataset:
+    """Endless P x K image batches (module docstring), from global batch `start_batch` on,
+    resized as stage 1 trained (`resize_mode`: 'letterbox' or 'stretch').
 
     Returns:
         A dataset of `(images, targets, boxes, labels)`: float32 (B, S, S, 3), the anchor targets
@@ -266,7 +269,7 @@ def identity_image_dataset(index: ImageIndex, identities_per_batch: int,
     sampler = IdentityBalancedSampler(index.images_per_identity, identities_per_batch,
                                       images_per_identity, seed)
     batch_size = sampler.batch_size
-    parser = JointParser(image_size, anchor_config, flip_prob, max_objects)
+    parser = JointParser(image_size, anchor_config, flip_prob, max_objects, resize_mode)
     partial = partial_decoding()
     features = partial.extract_features(index.features)
 

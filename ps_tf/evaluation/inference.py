@@ -9,7 +9,8 @@ file (docs/formats.md#predictions-file, `ps_tf.evaluation.predictions`).
 - Queries: every example of the `query` split in protocol order; the query box `query/box` is
   embedded in its scene image through the same ROI path (`JointModel.embed_boxes`).
 
-Images are read as the detector reads them (`resize_and_pad` at its `image_size`).
+Images are read as the detector reads them (`resize_and_pad` at its `image_size` and
+`resize_mode`, both from the stage-1 run: `load_joint_model` returns them).
 """
 
 from __future__ import annotations
@@ -53,12 +54,13 @@ def split_examples(dataset: str, split: str, data_dir: str | None,
 
 
 def _split_input(dataset: str, split: str, image_size: int, batch_size: int,
-                 data_dir: str | None, manual_dir) -> tf.data.Dataset:
+                 data_dir: str | None, manual_dir, resize_mode: str = 'letterbox'
+                 ) -> tf.data.Dataset:
     """Batches of padded images with their annotations; ground truth padded with ignore=True."""
 
     def parse(example):
         image = tf.io.decode_image(example['image'], channels=3, expand_animations=False)
-        image, image_info = resize_and_pad(image, image_size)
+        image, image_info = resize_and_pad(image, image_size, resize_mode)
         return {'image': image, 'image_info': image_info,
                 'gt_boxes': tf.reshape(tf.cast(example['objects']['box'], tf.float32), [-1, 4]),
                 'gt_ignore': tf.reshape(tf.cast(example['objects']['ignore'], tf.bool), [-1]),
@@ -81,7 +83,8 @@ def _to_model_frame(boxes_xyxy: np.ndarray, image_info: np.ndarray) -> np.ndarra
 
 def gallery_predictions(joint: JointModel, dataset: str, image_size: int, batch_size: int = 8,
                         use_gt_boxes: bool = False, data_dir: str | None = None,
-                        manual_dir=None) -> dict[str, np.ndarray]:
+                        manual_dir=None, resize_mode: str = 'letterbox'
+                        ) -> dict[str, np.ndarray]:
     """Detections (or ground-truth boxes) and their embeddings on the gallery split.
 
     Returns:
@@ -91,7 +94,7 @@ def gallery_predictions(joint: JointModel, dataset: str, image_size: int, batch_
     """
     names, order, image_index, boxes, scores, embeddings = [], [], [], [], [], []
     for batch in _split_input(dataset, GALLERY_SPLIT, image_size, batch_size, data_dir,
-                              manual_dir).as_numpy_iterator():
+                              manual_dir, resize_mode).as_numpy_iterator():
         images = tf.constant(batch['image'])
         first = len(names)
         names += [name.decode() for name in batch['filename']]
@@ -146,11 +149,12 @@ def gallery_arrays(names: list[str], order: list[int], image_index: list[np.ndar
 
 
 def query_embeddings(joint: JointModel, dataset: str, image_size: int, batch_size: int = 8,
-                     data_dir: str | None = None, manual_dir=None) -> np.ndarray:
+                     data_dir: str | None = None, manual_dir=None,
+                     resize_mode: str = 'letterbox') -> np.ndarray:
     """(Q, E) float32 L2-normalised embeddings of the query boxes, in protocol query order."""
     order, embeddings = [], []
     for batch in _split_input(dataset, QUERY_SPLIT, image_size, batch_size, data_dir,
-                              manual_dir).as_numpy_iterator():
+                              manual_dir, resize_mode).as_numpy_iterator():
         model_frame = np.concatenate([_to_model_frame(box[None], info) for box, info
                                       in zip(batch['query_box'], batch['image_info'])])
         embeddings.append(joint.embed_boxes(
@@ -163,7 +167,7 @@ def query_embeddings(joint: JointModel, dataset: str, image_size: int, batch_siz
 
 def predict_dataset(joint: JointModel, dataset: str, image_size: int, batch_size: int = 8,
                     use_gt_boxes: bool = False, data_dir: str | None = None,
-                    manual_dir=None) -> dict[str, np.ndarray]:
+                    manual_dir=None, resize_mode: str = 'letterbox') -> dict[str, np.ndarray]:
     """The arrays of a predictions file for a dataset's gallery and query splits.
 
     Args:
@@ -173,20 +177,22 @@ def predict_dataset(joint: JointModel, dataset: str, image_size: int, batch_size
         batch_size: images per forward pass.
         use_gt_boxes: embed the gallery's ground-truth boxes (score 1.0) instead of detections.
         data_dir, manual_dir: see `ps_tf.data.datasets.get_builder`.
+        resize_mode: the detector's 'letterbox' or 'stretch' (`resize_and_pad`).
 
     Returns:
         The keys of `ps_tf.evaluation.predictions.KEYS` (`Predictions(**result)` builds the
         object): boxes as original pixel x1, y1, x2, y2, embeddings L2-normalised.
     """
     result = gallery_predictions(joint, dataset, image_size, batch_size, use_gt_boxes, data_dir,
-                                 manual_dir)
+                                 manual_dir, resize_mode)
     result['query_embeddings'] = query_embeddings(joint, dataset, image_size, batch_size,
-                                                  data_dir, manual_dir)
+                                                  data_dir, manual_dir, resize_mode)
     return result
 
 
 def search_metrics(joint: PersonSearchModel, dataset: str, image_size: int, batch_size: int = 8,
-                   data_dir: str | None = None, manual_dir=None) -> dict[str, float]:
+                   data_dir: str | None = None, manual_dir=None,
+                   resize_mode: str = 'letterbox') -> dict[str, float]:
     """Search mAP / top-1 of the joint model on `dataset`'s gallery and query splits.
 
     `predict_dataset` scored by `evaluator` against the dataset's protocol. `mAP` and `top1` are
@@ -197,7 +203,7 @@ def search_metrics(joint: PersonSearchModel, dataset: str, image_size: int, batc
     from ps_tf.evaluation import evaluator, predictions, protocol
 
     arrays = predict_dataset(joint, dataset, image_size, batch_size,
-                             data_dir=data_dir, manual_dir=manual_dir)
+                             data_dir=data_dir, manual_dir=manual_dir, resize_mode=resize_mode)
     rows = evaluator.evaluate_predictions(protocol.load_protocol(dataset, data_dir),
                                           predictions.Predictions(**arrays))
     metrics = {'gallery_size': None}

@@ -7,7 +7,8 @@ without any training code, so that inference never depends on how a model was tr
 
 - `restore_detector`: the stage-1 detector of a run, as any of J2/J3/J4 (`factory.with_variant`).
 - `locate_stage2`: the stage-2 (or joint) directory and checkpoint of whatever path a user gives.
-- `load_joint_model`: the detector and the re-ID network as one `PersonSearchModel`.
+- `load_joint_model`: the detector and the re-ID network as one `PersonSearchModel`, with the
+  input geometry the detector was trained with (`image_size`, `resize_mode`).
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def locate_stage2(path: str) -> tuple[str, str | None]:
 
 def load_joint_model(reid_dir: str, checkpoint: str | None = None,
                      detection_model_dir: str | None = None,
-                     precision: str | None = None) -> tuple[PersonSearchModel, int]:
+                     precision: str | None = None) -> tuple[PersonSearchModel, int, str]:
     """The joint model of a finished (or running) stage 2: its detector (the checkpoint the
     features were pooled with) and its re-ID branch (latest or given checkpoint); for the
     disjoint baseline, a `DisjointModel` (the detector and the crop embedder). A joint
@@ -136,7 +137,9 @@ def load_joint_model(reid_dir: str, checkpoint: str | None = None,
             ('bfloat16' on a CPU with bfloat16 units); None = what each stage was trained in.
 
     Returns:
-        (joint model, the detector's input image size).
+        (joint model, the detector's input image size, its resize mode 'letterbox' or
+        'stretch'): every image the model sees must be resized as
+        `resize_and_pad(image, image_size, resize_mode)` does.
 
     Raises:
         ValueError: no stage-2 config or checkpoint.
@@ -166,4 +169,5 @@ def load_joint_model(reid_dir: str, checkpoint: str | None = None,
     if saved.stage == 'joint':   # fine-tuned: the detector and trunk changed too
         tf.train.Checkpoint(model=detector).restore(checkpoint).expect_partial() \
             .assert_existing_objects_matched()
-    return stage2.person_search_model(detector, network), detection_config.image_size
+    return (stage2.person_search_model(detector, network), detection_config.image_size,
+            detection_config.resize_mode)

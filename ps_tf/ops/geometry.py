@@ -1,16 +1,38 @@
 """Geometry shared by the data pipelines, the models, inference and serving: how an image becomes
 the square model input and how boxes move between the original image and that input.
 
-Every image the detector sees is resized, keeping its aspect ratio, so that its longer side is
-`image_size`, and padded at the bottom/right to `image_size` x `image_size` (`resize_and_pad`).
-`image_info` records the original size and the scale, so that boxes can be mapped into the padded
-square (`scale_boxes`) and detections back to original pixels (`boxes_to_original`). Re-ID
-features are ROI-aligned on a map of that square (`roi_align`).
+Every image the detector sees becomes an `image_size` x `image_size` square (`resize_and_pad`) in
+one of two ways, the stage-1 setting `DetectionConfig.resize_mode` (`RESIZE_MODES`):
+
+- 'letterbox' (the default): resized keeping its aspect ratio, so that its longer side is
+  `image_size`, and zero-padded at the bottom/right to the square;
+- 'stretch': resized straight to the square (TF Model Garden's 640x640 RetinaNet input), each
+  axis by its own scale; no padding, people of a 16:9 frame come out about 1.8x taller than
+  letterboxed.
+
+`image_info` records the original size, the resized size and the scale per axis, so that boxes can
+be mapped into the square (`scale_boxes`) and detections back to original pixels
+(`boxes_to_original`) in either mode. Re-ID features are ROI-aligned on a map of that square
+(`roi_align`).
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
+
+RESIZE_MODES = ('letterbox', 'stretch')
+
+
+def check_resize_mode(mode: str) -> str:
+    """`mode` if it is one of `RESIZE_MODES`.
+
+    Raises:
+        ValueError: any other value, naming the allowed ones.
+    """
+    if mode not in RESIZE_MODES:
+        raise ValueError(f'resize_mode must be one of {RESIZE_MODES} (\'letterbox\': aspect kept, '
+                         f'padded; \'stretch\': resized to the square), got {mode!r}')
+    return mode
 
 
 def check_image_size(image_size: int) -> int:
@@ -36,23 +58,37 @@ def flip_left_right(image: tf.Tensor, boxes: tf.Tensor) -> tuple[tf.Tensor, tf.T
     return tf.image.flip_left_right(image), flipped_boxes
 
 
-def resize_and_pad(image: tf.Tensor, image_size: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """Resizes keeping the aspect ratio (longer side = `image_size`) and pads bottom/right.
+def resize_and_pad(image: tf.Tensor, image_size: int,
+                   mode: str = 'letterbox') -> tuple[tf.Tensor, tf.Tensor]:
+    """Resizes an image to the square model input, as `mode` says (module docstring).
 
     Args:
         image: (H, W, 3) uint8 or float.
         image_size: side S of the square output, pixels.
+        mode: 'letterbox' (aspect kept, longer side = S, padded bottom/right) or 'stretch'
+            (bilinear to S x S, scale S / H and S / W).
 
     Returns:
-        `image`: float32 (S, S, 3), pixel values 0-255, zeros in the padding;
-        `image_info`: float32 (4, 2), see the module docstring.
+        `image`: float32 (S, S, 3), pixel values 0-255, zeros in the padding (letterbox);
+        `image_info`: float32 (4, 2), see the module docstring: original (H, W), resized (H, W),
+        scale (sy, sx) = resized / original, zeros.
+
+    Raises:
+        ValueError: `mode` is not one of `RESIZE_MODES`.
     """
+    check_resize_mode(mode)
     original = tf.cast(tf.shape(image)[:2], tf.float32)                     # (2,) H, W
-    scale = image_size / tf.reduce_max(original)
-    resized = tf.clip_by_value(tf.round(original * scale), 1.0, float(image_size))
-    image = tf.image.resize(tf.cast(image, tf.float32), tf.cast(resized, tf.int32),
-                            method=tf.image.ResizeMethod.BILINEAR)
-    image = tf.image.pad_to_bounding_box(image, 0, 0, image_size, image_size)
+    image = tf.cast(image, tf.float32)
+    if mode == 'stretch':
+        resized = tf.fill([2], float(image_size))
+        image = tf.image.resize(image, [image_size, image_size],
+                                method=tf.image.ResizeMethod.BILINEAR)
+    else:
+        scale = image_size / tf.reduce_max(original)
+        resized = tf.clip_by_value(tf.round(original * scale), 1.0, float(image_size))
+        image = tf.image.resize(image, tf.cast(resized, tf.int32),
+                                method=tf.image.ResizeMethod.BILINEAR)
+        image = tf.image.pad_to_bounding_box(image, 0, 0, image_size, image_size)
     image = tf.ensure_shape(image, [image_size, image_size, 3])
     image_info = tf.stack([original, resized, resized / original, tf.zeros([2])], axis=0)
     return image, image_info

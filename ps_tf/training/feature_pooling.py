@@ -2,12 +2,13 @@
 ground-truth box of the re-ID dataset(s), written as pooled-feature TFRecords
 (docs/architecture.md#feature-pooling).
 
-Every image is read as the detector reads it (`resize_and_pad` at the detector's `image_size`); its
-ground-truth boxes (`objects/bbox`, clipped to the image) are scaled to the padded square
-(`scale_boxes`) and ROI-aligned on the trunk's last map (`ps_tf.ops.geometry.roi_align`) to the
-variant's pooled size. Boxes without an identity (person_id -1, ignore regions included) are not
-written. Identities are the global labels of an `IdentityMap` over all the re-ID datasets, so they
-stay unique when several datasets are aggregated.
+Every image is read as the detector reads it (`resize_and_pad` at the detector's `image_size` and
+`resize_mode`); its ground-truth boxes (`objects/bbox`, clipped to the image) are scaled to the
+square model input (`scale_boxes`) and ROI-aligned on the trunk's last map
+(`ps_tf.ops.geometry.roi_align`) to the variant's pooled size. Boxes without an identity
+(person_id -1, ignore regions included) are not written. Identities are the global labels of an
+`IdentityMap` over all the re-ID datasets, so they stay unique when several datasets are
+aggregated.
 
 The disjoint baseline (variant 'Disj') goes through the same code: its "features" are the
 ground-truth boxes cropped from the padded input image itself (no trunk) at 256 x 128, as
@@ -38,7 +39,7 @@ from ps_tf.data.pooled import manifest as pooled_manifest
 from ps_tf.models.backbone import shared_level
 from ps_tf.models.disjoint import DISJOINT
 from ps_tf.models.reid import SNIPPET_SIZE, pooled_shape, roi_size
-from ps_tf.ops.geometry import resize_and_pad, roi_align, scale_boxes
+from ps_tf.ops.geometry import check_resize_mode, resize_and_pad, roi_align, scale_boxes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,12 +91,12 @@ def plan_shards(datasets: Sequence[str], split: str, images_per_shard: int,
 
 
 def _pooling_input(work: ShardWork, image_size: int, batch_size: int, data_dir: str | None,
-                   manual_dir) -> tf.data.Dataset:
+                   manual_dir, resize_mode: str = 'letterbox') -> tf.data.Dataset:
     """Batches of padded images and their ground truth (padded with person_id -1)."""
 
     def parse(example):
         decoded = decode_example(example)
-        image, image_info = resize_and_pad(decoded['image'], image_size)
+        image, image_info = resize_and_pad(decoded['image'], image_size, resize_mode)
         return {'image': image,
                 'boxes': scale_boxes(decoded['boxes'], image_info),     # pixel yxyx, model frame
                 'annotated_boxes': decoded['annotated_boxes'],          # pixel x1y1x2y2, original
@@ -117,12 +118,15 @@ class FeaturePooler:
             for 'Disj' (crops of the image).
         variant: 'J2', 'J3', 'J4' or 'Disj'.
         image_size: side of the square model input, pixels.
+        resize_mode: 'letterbox' or 'stretch' (`resize_and_pad`), as the detector was trained.
     """
 
-    def __init__(self, trunk: tf.keras.Model | None, variant: str, image_size: int):
+    def __init__(self, trunk: tf.keras.Model | None, variant: str, image_size: int,
+                 resize_mode: str = 'letterbox'):
         self.trunk = trunk
         self.variant = variant
         self.image_size = image_size
+        self.resize_mode = check_resize_mode(resize_mode)
         self.disjoint = variant == DISJOINT
         if not self.disjoint and trunk is None:
             raise ValueError(f'pooling {variant} features needs the stage-1 trunk')
@@ -154,7 +158,7 @@ class FeaturePooler:
                    manual_dir=None) -> Iterator[pooled_records.PooledBox]:
         """The `PooledBox`es of the labelled boxes of one shard's images, in image order."""
         for batch in _pooling_input(work, self.image_size, batch_size, data_dir,
-                                    manual_dir).as_numpy_iterator():
+                                    manual_dir, self.resize_mode).as_numpy_iterator():
             image_index, slot = np.nonzero(batch['person_id'] >= 0)
             if not len(image_index):
                 continue
@@ -171,7 +175,7 @@ class FeaturePooler:
 def pool_features(trunk: tf.keras.Model | None, variant: str, image_size: int, output_dir: str,
                   datasets: Sequence[str], source_checkpoint: str, split: str = 'train',
                   dtype: str = 'float16', images_per_shard: int = 500, batch_size: int = 8,
-                  data_dir: str | None = None, manual_dir=None
+                  data_dir: str | None = None, manual_dir=None, resize_mode: str = 'letterbox'
                   ) -> pooled_manifest.PooledManifest:
     """Runs (or resumes) a pooling run and returns its complete manifest.
 
@@ -188,15 +192,16 @@ def pool_features(trunk: tf.keras.Model | None, variant: str, image_size: int, o
         images_per_shard: images per shard.
         batch_size: images per trunk pass.
         data_dir, manual_dir: see `ps_tf.data.datasets.get_builder`.
+        resize_mode: the detector's 'letterbox' or 'stretch' (`resize_and_pad`).
     """
     shards, identity_map = plan_shards(datasets, split, images_per_shard, data_dir, manual_dir)
-    pooler = FeaturePooler(trunk, variant, image_size)
+    pooler = FeaturePooler(trunk, variant, image_size, resize_mode)
     writer = pooled_records.ShardedWriter(
         output_dir, num_shards=len(shards), identity_map=identity_map, variant=variant,
         pooled_shape=pooler.pooled_shape,
         source_checkpoint=pooled_records.local_absolute(source_checkpoint), dtype=dtype,
-        metadata={'image_size': image_size, 'split': split, 'datasets': sorted(datasets),
-                  'images_per_shard': images_per_shard})
+        metadata={'image_size': image_size, 'resize_mode': resize_mode, 'split': split,
+                  'datasets': sorted(datasets), 'images_per_shard': images_per_shard})
     missing = writer.missing_shards()
     print(f'feature pooling ({variant}, {pooler.pooled_shape} {dtype}): {len(shards)} shards '
           f'of {sorted(datasets)}/{split}, {len(shards) - len(missing)} already complete, '

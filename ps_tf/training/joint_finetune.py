@@ -164,7 +164,7 @@ class JointTrainer(CheckpointedLoop):
             config.joint_learning_rate, self.total_steps,
             warmup_steps=min(config.joint_warmup_steps, self.total_steps))
         with self.strategy.scope():
-            joint, self.image_size = load_joint_model(
+            joint, self.image_size, self.resize_mode = load_joint_model(
                 reid_dir, self.reid_checkpoint, detection_model_dir)
             self.joint: JointModel = joint
             if config.joint_optimizer == 'sgd':
@@ -188,7 +188,8 @@ class JointTrainer(CheckpointedLoop):
         return identity_image_dataset(
             self.index, config.joint_identities_per_batch, config.joint_images_per_identity,
             self.image_size, self.joint.detector.detection_generator.anchor_config,
-            seed=config.joint_seed, start_batch=self.step, flip_prob=config.joint_flip_prob)
+            seed=config.joint_seed, start_batch=self.step, flip_prob=config.joint_flip_prob,
+            resize_mode=self.resize_mode)
 
     def _train_step_fn(self):
         config, replicas = self.config, self.strategy.num_replicas_in_sync
@@ -241,7 +242,8 @@ class JointTrainer(CheckpointedLoop):
         config = self.config
         detector = self.joint.detector
         save_config(config, self.output_dir, stage=STAGE, variant=detector.variant,
-                    image_size=self.image_size, embedding_dim=self.joint.embedding_dim,
+                    image_size=self.image_size, resize_mode=self.resize_mode,
+                    embedding_dim=self.joint.embedding_dim,
                     reid_freeze_batch_norm=self.trained_reid.reid_freeze_batch_norm,
                     reid_mixed_precision=self.trained_reid.reid_mixed_precision,
                     margin=self.trained_reid.margin, soft_margin=self.trained_reid.soft_margin,
@@ -259,7 +261,8 @@ class JointTrainer(CheckpointedLoop):
         writer = tf.summary.create_file_writer(os.path.join(self.output_dir, 'train'))
         print(f'joint fine-tuning ({detector.variant}): {self.total_steps} steps of '
               f'{config.joint_identities_per_batch} identities x '
-              f'{config.joint_images_per_identity} images ({self.image_size} px), L = L_det + '
+              f'{config.joint_images_per_identity} images ({self.image_size} px, '
+              f'{self.resize_mode}), L = L_det + '
               f'{config.joint_reid_weight:g} L_reid, from step {self.step}, output '
               f'{self.output_dir}', flush=True)
         window_start, window_steps = time.perf_counter(), 0
@@ -307,7 +310,8 @@ class JointTrainer(CheckpointedLoop):
             return {}
         return validate_search(self.joint, dataset, self.image_size, self.batch_size,
                                self.data_dir, self.manual_dir, self.output_dir, self.step,
-                               f'after joint fine-tuning (step {self.step})')
+                               f'after joint fine-tuning (step {self.step})',
+                               resize_mode=self.resize_mode)
 
 
 def train_joint(config: JointConfig, model_dir: str, detection_model_dir: str | None = None,

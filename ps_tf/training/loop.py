@@ -43,7 +43,8 @@ class CheckpointedLoop:
 
 
 def validate_search(model, dataset: str, image_size: int, batch_size: int, data_dir, manual_dir,
-                    output_dir: str, step: int, when: str) -> dict[str, float]:
+                    output_dir: str, step: int, when: str,
+                    resize_mode: str = 'letterbox') -> dict[str, float]:
     """Search mAP / top-1 (and detection AP) of a joint model on `dataset`'s test split, written
     to TensorBoard (`<output_dir>/validation`, `search/*`) and printed.
 
@@ -55,8 +56,10 @@ def validate_search(model, dataset: str, image_size: int, batch_size: int, data_
         output_dir: the loop's output directory.
         step: the step the metrics are logged at.
         when: how the printed line names the moment, e.g. 'at step 400'.
+        resize_mode: the detector's 'letterbox' or 'stretch' (`resize_and_pad`).
     """
-    metrics = search_metrics(model, dataset, image_size, batch_size, data_dir, manual_dir)
+    metrics = search_metrics(model, dataset, image_size, batch_size, data_dir, manual_dir,
+                             resize_mode)
     writer = tf.summary.create_file_writer(os.path.join(output_dir, 'validation'))
     with writer.as_default(step=step):
         for name, value in metrics.items():

@@ -199,3 +199,41 @@ def test_train_parser_rejects_bad_arguments(kwargs):
 def test_eval_parser_rejects_bad_max_objects():
     with pytest.raises(ValueError, match='max_objects'):
         parser_lib.EvalParser(SIZE, max_objects=0)
+
+
+def test_stretch_mode_reaches_both_parsers(tiny_synthetic_data_dir):
+    """resize_mode='stretch': the image fills the square, image_info has (S, S) and a scale per
+    axis, the anchor targets are those of the stretched boxes; through tf.data too."""
+    image = _bright_rectangle_image(height=40, width=60, box=(10, 5, 30, 15))
+    decoded = _decoded(image, [[10, 5, 30, 15]])
+    stretched, info = geometry.resize_and_pad(decoded['image'], SIZE, 'stretch')
+    np.testing.assert_allclose(info, [[40, 60], [SIZE, SIZE], [SIZE / 40, SIZE / 60], [0, 0]],
+                               rtol=1e-6)
+    image_out, labels = parser_lib.EvalParser(SIZE, max_objects=4, resize_mode='stretch')(decoded)
+    np.testing.assert_array_equal(image_out, stretched)
+    np.testing.assert_array_equal(labels['image_info'], info)
+    np.testing.assert_allclose(labels['gt_boxes'][:1], [[5, 10, 15, 30]])   # original pixels
+
+    parser = parser_lib.TrainParser(SIZE, flip_prob=0.0, resize_mode='stretch')
+    image_out, targets = parser(decoded)
+    np.testing.assert_array_equal(image_out, stretched)
+    expected = parser.labeler(parser.anchors, geometry.scale_boxes(decoded['boxes'], info),
+                              tf.constant([False]))
+    for key in ('class_targets', 'box_targets', 'num_positives'):
+        np.testing.assert_allclose(targets[key], expected[key], err_msg=key)
+    letterboxed = parser_lib.TrainParser(SIZE, flip_prob=0.0)(decoded)[1]
+    assert not np.array_equal(letterboxed['box_targets'], targets['box_targets'])
+
+    from ps_tf.data import datasets
+    dataset = datasets.detection_eval_dataset('synthetic_person_search/tiny', 'gallery', SIZE, 5,
+                                              data_dir=tiny_synthetic_data_dir,
+                                              resize_mode='stretch')
+    _, labels = next(iter(dataset))
+    np.testing.assert_array_equal(labels['image_info'][:, 1], SIZE)
+
+
+@pytest.mark.parametrize('make', [lambda mode: parser_lib.TrainParser(SIZE, resize_mode=mode),
+                                  lambda mode: parser_lib.EvalParser(SIZE, resize_mode=mode)])
+def test_parsers_refuse_an_unknown_resize_mode(make):
+    with pytest.raises(ValueError, match="resize_mode must be one of"):
+        make('pad')

@@ -103,7 +103,7 @@ def test_disjoint_embedder_trains_one_step_per_phase_and_loads_back(
     assert 0.0 <= metrics['mAP'] <= 1.0 and metrics['gallery_size'] == 5
     assert isinstance(trainer.joint_model(), DisjointModel)
 
-    loaded, image_size = loading.load_joint_model(output_dir)
+    loaded, image_size, _ = loading.load_joint_model(output_dir)
     assert isinstance(loaded, DisjointModel) and image_size == IMAGE
     crops = tf.random.uniform([3, 256, 128, 3], 0.0, 255.0, seed=1)
     np.testing.assert_allclose(loaded.embedder.embed(crops), trainer.branch.embed(crops),

@@ -171,8 +171,8 @@ def test_steps_resume_and_the_loaders_prefer_the_fine_tuned_model(
     # evaluate.py's loader: the model_dir now means the fine-tuned model, with its trunk.
     located = loading.locate_stage2(model_dir)
     assert located == (joint_dir, None)
-    loaded, image_size = loading.load_joint_model(*located)
-    assert image_size == IMAGE
+    loaded, image_size, resize_mode = loading.load_joint_model(*located)
+    assert (image_size, resize_mode) == (IMAGE, 'letterbox')
     for mine, theirs in ((loaded.detector, longer.joint.detector),
                          (loaded.reid_branch, longer.joint.reid_branch)):
         for a, b in zip(mine.weights, theirs.weights):

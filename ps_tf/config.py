@@ -28,6 +28,10 @@ class DetectionConfig:
     Attributes:
         variant: 'J2', 'J3' or 'J4'.
         image_size: side of the square model input; images are resized (aspect kept) and padded.
+        resize_mode: how an image becomes that square, 'letterbox' (aspect kept, longer side =
+            image_size, zero padding bottom/right) or 'stretch' (resized to the square, each axis
+            by its own scale; Model Garden's 640x640 RetinaNet input). Feature pooling, stage 2,
+            joint fine-tuning, evaluation, the export and search read it from the stage-1 run.
         batch_size: global batch (split over the devices of the distribution strategy).
         epochs: training length; an epoch is `steps_per_epoch` steps.
         steps_per_epoch: 0 = the training images of all datasets / batch_size.
@@ -36,6 +40,11 @@ class DetectionConfig:
         momentum: SGD momentum.
         weight_decay: L2 on convolution kernels (added to the loss).
         datasets: weighted mix, 'name[/config]:weight,...' (training split 'train').
+        dataset_mixing: how `datasets`' weights draw images: 'weights' (as given: equal weights
+            draw each dataset equally often, whatever its size) or 'size' (each weight times the
+            dataset's number of training images: equal weights draw every image equally often).
+        flip_prob: probability of a random horizontal flip of a training image (the paper names
+            flips as future work, so its preset has none).
         validation: 'name[/config]:split' scored periodically with detection AP ('' for none).
         validation_images: at most this many validation images per evaluation (0 = all).
         weights: backbone initialisation: 'none', 'imagenet' or a ResNet-50 weights file.
@@ -50,6 +59,7 @@ class DetectionConfig:
     """
     variant: str = 'J3'
     image_size: int = 640
+    resize_mode: str = 'letterbox'
     batch_size: int = 10
     epochs: float = 90.0
     steps_per_epoch: int = 0
@@ -58,6 +68,8 @@ class DetectionConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     datasets: str = 'cuhk_sysu:1,prw:1,mot17det:1,wider_pedestrian:1'
+    dataset_mixing: str = 'weights'
+    flip_prob: float = 0.0
     validation: str = 'cuhk_sysu:gallery'
     validation_images: int = 500
     weights: str = 'imagenet'
@@ -78,7 +90,8 @@ PRESETS: dict[str, DetectionConfig] = {
         image_size=320, batch_size=8, epochs=3.5, base_learning_rate=0.02, warmup_epochs=0.15,
         datasets='synthetic_person_search/default:1',
         validation='synthetic_person_search/default:gallery', validation_images=0,
-        weights='none', freeze_batch_norm=False, head_batch_norm=True, anchor_size=2.5,
+        flip_prob=0.5, weights='none', freeze_batch_norm=False, head_batch_norm=True,
+        anchor_size=2.5,
         mixed_precision='auto', log_every=10, checkpoint_every=100, eval_every=250),
 }
 
@@ -135,7 +148,11 @@ class ReidConfig:
         samples_per_identity: K, samples per identity.
         semi_hard_epochs: epochs of the first phase (TFA `TripletSemiHardLoss`).
         hard_epochs: epochs of the second phase (TFA `TripletHardLoss`, batch hard).
-        reid_steps_per_epoch: 0 = the sampler's batches per epoch (ceil(identities / P)).
+        reid_epoch_unit: what one epoch of `semi_hard_epochs` / `hard_epochs` is:
+            'identities' (ceil(identities / P) batches: every identity once as a batch identity)
+            or 'boxes' (ceil(boxes / (P x K)) batches: as many samples as pooled boxes).
+        reid_steps_per_epoch: steps per epoch if > 0, overriding `reid_epoch_unit` (1 makes the
+            epoch counts step counts).
         reid_learning_rate: Adam's initial learning rate, decayed linear-cosine.
         reid_schedule: 'continuous' (one decay over both phases, the paper's wording) or
             'per_phase' (the decay restarts at the batch-hard phase, from `hard_learning_rate`).
@@ -177,6 +194,7 @@ class ReidConfig:
     samples_per_identity: int = 4
     semi_hard_epochs: float = 350.0
     hard_epochs: float = 350.0
+    reid_epoch_unit: str = 'identities'
     reid_steps_per_epoch: int = 0
     reid_learning_rate: float = 1e-4
     reid_schedule: str = 'continuous'
@@ -221,7 +239,8 @@ def resolve_reid(preset: str, overrides: dict[str, Any]) -> ReidConfig:
 def load_detection_config(model_dir: str) -> DetectionConfig:
     """The resolved `DetectionConfig` a stage-1 run saved as `<model_dir>/config.json`.
 
-    Extra keys (total_steps, ...) are ignored.
+    Extra keys (total_steps, ...) are ignored. A run written before `resize_mode` existed
+    letterboxed its images: its config loads as 'letterbox' whatever the default is now.
 
     Raises:
         ValueError: the file is missing.
@@ -232,6 +251,7 @@ def load_detection_config(model_dir: str) -> DetectionConfig:
     with tf.io.gfile.GFile(path, 'r') as f:
         content = json.load(f)
     fields = {f.name for f in dataclasses.fields(DetectionConfig)}
+    content = {'resize_mode': 'letterbox', **content}
     return DetectionConfig(**{k: v for k, v in content.items() if k in fields})
 
 

@@ -73,3 +73,16 @@ def test_a_trained_stage2_config_is_read_typed_and_a_missing_setting_named(tmp_p
         config.load_trained_reid(str(tmp_path))
     with pytest.raises(ValueError, match='not a stage-2 directory'):
         config.load_trained_reid(str(tmp_path / 'missing'))
+
+
+def test_a_stage1_config_records_the_resize_mode_and_an_older_one_letterboxes(tmp_path):
+    stretched = dataclasses.replace(config.PRESETS['synthetic'], resize_mode='stretch')
+    config.save_config(stretched, str(tmp_path), total_steps=5)
+    assert config.load_detection_config(str(tmp_path)) == stretched
+    assert {c.resize_mode for c in config.PRESETS.values()} == {'letterbox'}
+    # A run written before the setting existed (no resize_mode in its config.json) letterboxed.
+    older = tmp_path / 'older'
+    older.mkdir()
+    (older / 'config.json').write_text('{"variant": "J3", "image_size": 320, "total_steps": 5}')
+    loaded = config.load_detection_config(str(older))
+    assert (loaded.variant, loaded.image_size, loaded.resize_mode) == ('J3', 320, 'letterbox')

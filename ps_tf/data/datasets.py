@@ -216,6 +216,31 @@ def load_split(name: str, split: str, data_dir: str | None = None, manual_dir: M
                               read_config=read_config)
 
 
+MIXING_MODES = ('weights', 'size')
+
+
+def size_weighted(entries: Sequence[DatasetWeight], split: str = 'train',
+                  data_dir: str | None = None,
+                  manual_dir: ManualDir = None) -> list[DatasetWeight]:
+    """The entries with each weight multiplied by its dataset's number of `split` examples.
+
+    With equal spec weights every image is then drawn equally often, as if the datasets were
+    concatenated (CUHK-SYSU is a third of the paper's four detection datasets' images, not a
+    quarter as with equal weights). The sizes come from the builders' metadata (each dataset is
+    prepared first if needed).
+
+    Raises:
+        ValueError: a dataset whose split is empty.
+    """
+    weighted = []
+    for entry in entries:
+        size = get_builder(entry.name, data_dir, manual_dir).info.splits[split].num_examples
+        if size <= 0:
+            raise ValueError(f'dataset {entry.name!r} has no {split!r} examples to weight by')
+        weighted.append(DatasetWeight(entry.name, entry.weight * size))
+    return weighted
+
+
 def mix_datasets(datasets: Sequence[tf.data.Dataset], weights: Sequence[float],
                  seed: int | None = None) -> tf.data.Dataset:
     """Samples from several infinite (repeated) datasets with probabilities ∝ `weights`.
@@ -246,7 +271,8 @@ def detection_train_dataset(spec: str | Sequence[DatasetWeight], image_size: int
                             seed: int | None = None, manual_dir: ManualDir = None,
                             anchor_config: AnchorConfig = AnchorConfig(),
                             labeler: AnchorLabeler = AnchorLabeler(), flip_prob: float = 0.5,
-                            shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER) -> tf.data.Dataset:
+                            shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+                            resize_mode: str = 'letterbox') -> tf.data.Dataset:
     """The stage-1 training input: a weighted mix of datasets, parsed, batched, infinite.
 
     Args:
@@ -258,6 +284,7 @@ def detection_train_dataset(spec: str | Sequence[DatasetWeight], image_size: int
         seed: makes the pipeline reproducible (see the module docstring); None: not.
         anchor_config, labeler, flip_prob: see `TrainParser`.
         shuffle_buffer: examples (encoded) in each dataset's shuffle buffer.
+        resize_mode: 'letterbox' or 'stretch' (`ps_tf.ops.geometry.resize_and_pad`).
 
     Returns:
         Repeated dataset of `(images, targets)`: images float32 (B, S, S, 3) pixel values 0-255;
@@ -270,7 +297,7 @@ def detection_train_dataset(spec: str | Sequence[DatasetWeight], image_size: int
     if shuffle_buffer <= 0:
         raise ValueError(f'shuffle_buffer must be positive, got {shuffle_buffer}')
     parser = TrainParser(image_size, anchor_config=anchor_config, labeler=labeler,
-                         flip_prob=flip_prob)
+                         flip_prob=flip_prob, resize_mode=resize_mode)
 
     sources = []
     for index, entry in enumerate(entries):
@@ -300,7 +327,8 @@ def detection_train_dataset(spec: str | Sequence[DatasetWeight], image_size: int
 def detection_eval_dataset(name: str, split: str, image_size: int, batch_size: int,
                            data_dir: str | None = None,
                            max_objects: int = DEFAULT_MAX_OBJECTS,
-                           manual_dir: ManualDir = None) -> tf.data.Dataset:
+                           manual_dir: ManualDir = None,
+                           resize_mode: str = 'letterbox') -> tf.data.Dataset:
     """One split for evaluation: every image once, in a deterministic order, no augmentation.
 
     TFDS stores examples shuffled; sort outputs by `labels['protocol_index']` (or key them by
@@ -313,6 +341,8 @@ def detection_eval_dataset(name: str, split: str, image_size: int, batch_size: i
         batch_size: images per batch; the last batch may be smaller.
         data_dir, manual_dir: see `get_builder`.
         max_objects: ground-truth entries per image after padding (see `EvalParser`).
+        resize_mode: 'letterbox' or 'stretch' (`ps_tf.ops.geometry.resize_and_pad`), as the
+            detector was trained.
 
     Returns:
         Dataset of `(images, labels)`: images float32 (B, S, S, 3); labels as `EvalParser`'s with
@@ -320,7 +350,7 @@ def detection_eval_dataset(name: str, split: str, image_size: int, batch_size: i
     """
     if batch_size <= 0:
         raise ValueError(f'batch_size must be positive, got {batch_size}')
-    parser = EvalParser(image_size, max_objects=max_objects)
+    parser = EvalParser(image_size, max_objects=max_objects, resize_mode=resize_mode)
     dataset = load_split(name, split, data_dir, manual_dir, shuffle_files=False)
     dataset = dataset.map(lambda example: parser(decode_example(example)),
                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

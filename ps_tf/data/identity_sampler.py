@@ -102,8 +102,15 @@ class IdentityBalancedSampler:
 
     @property
     def batches_per_epoch(self) -> int:
-        """ceil(eligible identities / P)."""
+        """ceil(eligible identities / P): every identity once as a batch identity."""
         return -(-len(self.eligible_labels) // self.identities_per_batch)
+
+    @property
+    def box_batches_per_epoch(self) -> int:
+        """ceil(records of the eligible identities / (P x K)): as many samples as there are
+        records (the other reading of an "epoch" for P x K batches)."""
+        records = int(self.identity_counts[self.eligible_labels].sum())
+        return -(-records // self.batch_size)
 
     def epoch(self, epoch: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """The batches of one epoch (definition in the module docstring).

@@ -29,6 +29,7 @@ from ps_tf.data import datasets as datasets_lib
 from ps_tf.evaluation import detection_split
 from ps_tf.losses import detection_loss
 from ps_tf.models.factory import anchor_config, build_model
+from ps_tf.ops.geometry import check_resize_mode
 from ps_tf.precision import resolve_mixed_precision
 from ps_tf.schedules import LinearCosineDecayWithWarmup
 from ps_tf.training.checkpoints import save_checkpoint
@@ -44,6 +45,24 @@ def steps_per_epoch(config: DetectionConfig, data_dir: str | None, manual_dir=No
     return max(1, images // config.batch_size)
 
 
+def training_mix(config: DetectionConfig, data_dir: str | None,
+                 manual_dir=None) -> list[datasets_lib.DatasetWeight]:
+    """The datasets and sampling weights stage 1 draws from (`datasets`, `dataset_mixing`)."""
+    entries = datasets_lib.parse_dataset_spec(config.datasets)
+    if config.dataset_mixing not in datasets_lib.MIXING_MODES:
+        raise ValueError(f'dataset_mixing must be one of {datasets_lib.MIXING_MODES}, got '
+                         f'{config.dataset_mixing!r}')
+    if config.dataset_mixing == 'size':
+        entries = datasets_lib.size_weighted(entries, 'train', data_dir, manual_dir)
+    return entries
+
+
+def mix_shares(mix: list[datasets_lib.DatasetWeight]) -> str:
+    """'name 33%, name 67%': the share of the images each dataset gives."""
+    total = sum(entry.weight for entry in mix)
+    return ', '.join(f'{entry.name} {entry.weight / total:.0%}' for entry in mix)
+
+
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss."""
 
@@ -54,12 +73,14 @@ class DetectionTrainer(CheckpointedLoop):
 
     def __init__(self, config: DetectionConfig, model_dir: str, data_dir: str | None = None,
                  manual_dir=None, strategy: tf.distribute.Strategy | None = None):
+        check_resize_mode(config.resize_mode)   # before anything is written
         self.config = config
         self.model_dir = model_dir
         self.data_dir = data_dir
         self.manual_dir = manual_dir
         self.strategy = strategy or tf.distribute.MirroredStrategy()
         self.steps_per_epoch = steps_per_epoch(config, data_dir, manual_dir)
+        self.mix = training_mix(config, data_dir, manual_dir)
         self.total_steps = max(1, int(round(config.epochs * self.steps_per_epoch)))
         warmup = min(self.total_steps, int(round(config.warmup_epochs * self.steps_per_epoch)))
         self.schedule = LinearCosineDecayWithWarmup(config.base_learning_rate, self.total_steps,
@@ -127,16 +148,17 @@ class DetectionTrainer(CheckpointedLoop):
             logging.info('already trained (%d steps)', self.step)
             return self.validate()
         dataset = datasets_lib.detection_train_dataset(
-            config.datasets, config.image_size, config.batch_size, data_dir=self.data_dir,
+            self.mix, config.image_size, config.batch_size, data_dir=self.data_dir,
             seed=config.seed + self.step, manual_dir=self.manual_dir,
-            anchor_config=anchor_config(config))
+            anchor_config=anchor_config(config), flip_prob=config.flip_prob,
+            resize_mode=config.resize_mode)
         iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
         train_step = self._train_step_fn()
         writer = tf.summary.create_file_writer(os.path.join(self.model_dir, 'train'))
         print(f'stage 1 (detection, {config.variant}): {self.total_steps} steps '
               f'({self.steps_per_epoch}/epoch, batch {config.batch_size}, '
-              f'{config.image_size} px) from step {self.step}, model_dir {self.model_dir}',
-              flush=True)
+              f'{config.image_size} px, {config.resize_mode}) from step {self.step}, model_dir '
+              f'{self.model_dir}; data {mix_shares(self.mix)}', flush=True)
         window_start, window_steps = time.perf_counter(), 0
         while self.step < self.total_steps:
             losses = {k: float(v) for k, v in train_step(iterator).items()}
@@ -181,7 +203,7 @@ class DetectionTrainer(CheckpointedLoop):
         name, split = datasets_lib.parse_split_spec(config.validation)
         dataset = datasets_lib.detection_eval_dataset(
             name, split, config.image_size, config.batch_size, data_dir=self.data_dir,
-            manual_dir=self.manual_dir)
+            manual_dir=self.manual_dir, resize_mode=config.resize_mode)
         detections = detection_split.detect_split(self._detect, dataset,
                                                   max_images=config.validation_images)
         result = detection_split.detection_metrics(detections)

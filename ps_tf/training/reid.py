@@ -80,6 +80,29 @@ def flip_pooled(features: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return tf.where(flip[:, None, None, None], tf.reverse(features, axis=[2]), features)
 
 
+EPOCH_UNITS = ('identities', 'boxes')
+
+
+def stage2_steps_per_epoch(config: ReidConfig, sampler: IdentityBalancedSampler) -> int:
+    """Steps in one stage-2 epoch: `reid_steps_per_epoch` if set, else by `reid_epoch_unit`.
+
+    The paper's "350 epochs" does not say over what. Over identities (the default) an epoch is
+    173 steps on CUHK-SYSU's 5,532 training identities but 16 on PRW's 483 (P = 32); over boxes it
+    is one pass over as many samples as there are pooled boxes.
+
+    Raises:
+        ValueError: an unknown unit.
+    """
+    if config.reid_epoch_unit not in EPOCH_UNITS:
+        raise ValueError(f'reid_epoch_unit must be one of {EPOCH_UNITS}, got '
+                         f'{config.reid_epoch_unit!r}')
+    if config.reid_steps_per_epoch > 0:
+        return config.reid_steps_per_epoch
+    if config.reid_epoch_unit == 'boxes':
+        return sampler.box_batches_per_epoch
+    return sampler.batches_per_epoch
+
+
 class ReidTrainer(CheckpointedLoop):
     """Owns the re-ID branch, optimizer, checkpoints and summaries of one stage-2 run.
 
@@ -91,6 +114,7 @@ class ReidTrainer(CheckpointedLoop):
             and with it the joint model is validated).
         image_size: the detector's input side, pixels.
         data_dir, manual_dir: TFDS locations (validation).
+        resize_mode: the detector's 'letterbox' or 'stretch' (`resize_and_pad`; validation).
         strategy: distribution strategy (default: the current one); each replica gets P / R
             whole identities of every batch.
 
@@ -101,11 +125,13 @@ class ReidTrainer(CheckpointedLoop):
 
     def __init__(self, config: ReidConfig, output_dir: str, pooled_dir: str,
                  detector: RetinaNetDetector, image_size: int, data_dir: str | None = None,
-                 manual_dir=None, strategy: tf.distribute.Strategy | None = None):
+                 manual_dir=None, strategy: tf.distribute.Strategy | None = None,
+                 resize_mode: str = 'letterbox'):
         self.config = config
         self.output_dir = output_dir
         self.detector = detector
         self.image_size = image_size
+        self.resize_mode = resize_mode
         self.data_dir = data_dir
         self.manual_dir = manual_dir
         self.strategy = strategy or tf.distribute.get_strategy()
@@ -121,7 +147,7 @@ class ReidTrainer(CheckpointedLoop):
         sampler = IdentityBalancedSampler(self.manifest.identity_counts,
                                           config.identities_per_batch,
                                           config.samples_per_identity, config.reid_seed)
-        self.steps_per_epoch = config.reid_steps_per_epoch or sampler.batches_per_epoch
+        self.steps_per_epoch = stage2_steps_per_epoch(config, sampler)
         self.semi_hard_steps = int(round(config.semi_hard_epochs * self.steps_per_epoch))
         self.total_steps = self.semi_hard_steps + int(round(config.hard_epochs
                                                             * self.steps_per_epoch))
@@ -201,7 +227,8 @@ class ReidTrainer(CheckpointedLoop):
         """Trains to `total_steps` (resuming if possible); returns the last validation metrics."""
         config = self.config
         save_config(config, self.output_dir, variant=self.variant,
-                    image_size=self.image_size, pooled_dir=self.manifest.directory,
+                    image_size=self.image_size, resize_mode=self.resize_mode,
+                    pooled_dir=self.manifest.directory,
                     source_checkpoint=self.manifest.source_checkpoint,
                     total_steps=self.total_steps, semi_hard_steps=self.semi_hard_steps,
                     steps_per_epoch=self.steps_per_epoch,
@@ -217,7 +244,8 @@ class ReidTrainer(CheckpointedLoop):
         writer = tf.summary.create_file_writer(os.path.join(self.output_dir, 'train'))
         batch = config.identities_per_batch * config.samples_per_identity
         print(f'stage 2 (re-ID, {self.variant}): {self.total_steps} steps '
-              f'({self.semi_hard_steps} semi-hard, then batch hard; {self.steps_per_epoch}/epoch, '
+              f'({self.semi_hard_steps} semi-hard, then batch hard; {self.steps_per_epoch}/epoch '
+              f'({"set" if config.reid_steps_per_epoch > 0 else config.reid_epoch_unit}), '
               f'P x K = {config.identities_per_batch} x {config.samples_per_identity}) from step '
               f'{self.step}, output {self.output_dir}', flush=True)
         window_start, window_steps = time.perf_counter(), 0
@@ -263,7 +291,8 @@ class ReidTrainer(CheckpointedLoop):
             return {}
         return validate_search(self.joint_model(), dataset, self.image_size,
                                self.config.pooling_batch_size, self.data_dir, self.manual_dir,
-                               self.output_dir, self.step, f'at step {self.step}')
+                               self.output_dir, self.step, f'at step {self.step}',
+                               resize_mode=self.resize_mode)
 
 
 def train_reid(config: ReidConfig, output_dir: str, pooled_dir: str,
@@ -281,4 +310,5 @@ def train_reid(config: ReidConfig, output_dir: str, pooled_dir: str,
             detection_model_dir, checkpoint,
             variant=None if manifest.variant == DISJOINT else manifest.variant)
     return ReidTrainer(config, output_dir, pooled_dir, detector, detection_config.image_size,
-                       data_dir, manual_dir, strategy).train()
+                       data_dir, manual_dir, strategy,
+                       resize_mode=detection_config.resize_mode).train()

@@ -72,20 +72,62 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
     assert all(np.all(np.isfinite(v.numpy())) for v in trainer.model.trainable_variables)
 
 
+class OneLayer(tf.keras.Model):
+    """Stands in for the detector where only the loop around it is tested (a detector's
+    checkpoint is 80 MB)."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense = tf.keras.layers.Dense(1)
+
+    def call(self, images, training=False):
+        return self.dense(tf.reduce_mean(images, axis=[1, 2]))
+
+    def detect(self, images):
+        return {}
+
+
+def _counting_step(trainer):
+    def step(iterator):
+        trainer.optimizer.iterations.assign_add(1)
+        return {'total_loss': 1.0, 'class_loss': 0.5, 'box_loss': 0.5, 'weight_decay': 0.0,
+                'num_positives': 1.0, 'finite': 1.0}
+    return step
+
+
+def test_the_dataset_mix_and_the_flip_setting_reach_the_training_data(
+        tiny_synthetic_data_dir, tmp_path, monkeypatch):
+    tiny = 'synthetic_person_search/tiny'
+    images = detection.datasets_lib.get_builder(tiny, tiny_synthetic_data_dir).info.splits[
+        'train'].num_examples
+    by_size = detection.training_mix(_tiny_config(datasets=f'{tiny}:2', dataset_mixing='size'),
+                                     tiny_synthetic_data_dir)
+    assert [tuple(entry) for entry in by_size] == [(tiny, 2.0 * images)] and images > 1
+    as_given = detection.training_mix(_tiny_config(datasets=f'{tiny}:2'), tiny_synthetic_data_dir)
+    assert [tuple(entry) for entry in as_given] == [(tiny, 2.0)]
+    with pytest.raises(ValueError, match="dataset_mixing must be one of"):
+        detection.training_mix(_tiny_config(dataset_mixing='uniform'), tiny_synthetic_data_dir)
+
+    calls = []
+    monkeypatch.setattr(detection, 'build_model', lambda config: OneLayer())
+    monkeypatch.setattr(detection.datasets_lib, 'detection_train_dataset',
+                        lambda *args, **kwargs: calls.append((args, kwargs))
+                        or tf.data.Dataset.from_tensors(0).repeat())
+    trainer = detection.DetectionTrainer(
+        _tiny_config(datasets=f'{tiny}:2', dataset_mixing='size', flip_prob=0.25, epochs=1,
+                     validation=''), str(tmp_path / 'run'), tiny_synthetic_data_dir)
+    trainer._train_step_fn = lambda: _counting_step(trainer)
+    trainer.train()
+    (args, kwargs), = calls
+    assert [tuple(entry) for entry in args[0]] == [(tiny, 2.0 * images)]
+    assert kwargs['flip_prob'] == 0.25
+    assert (config_lib.PRESETS['paper'].flip_prob, config_lib.PRESETS['synthetic'].flip_prob) == (
+        0.0, 0.5)
+
+
 def test_checkpoints_land_on_multiples_of_checkpoint_every(tmp_path, monkeypatch):
     # A one-layer model, no data and a step that only counts: the loop's checkpoint schedule
-    # alone is tested (a detector's checkpoint is 80 MB).
-    class OneLayer(tf.keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.dense = tf.keras.layers.Dense(1)
-
-        def call(self, images, training=False):
-            return self.dense(tf.reduce_mean(images, axis=[1, 2]))
-
-        def detect(self, images):
-            return {}
-
+    # alone is tested.
     monkeypatch.setattr(detection, 'build_model', lambda config: OneLayer())
     monkeypatch.setattr(detection.datasets_lib, 'detection_train_dataset',
                         lambda *args, **kwargs: tf.data.Dataset.from_tensors(0).repeat())
@@ -96,12 +138,7 @@ def test_checkpoints_land_on_multiples_of_checkpoint_every(tmp_path, monkeypatch
             _tiny_config(epochs=epochs, checkpoint_every=3, log_every=100, validation=''),
             model_dir)
 
-        def counting_step(iterator):
-            trainer.optimizer.iterations.assign_add(1)
-            return {'total_loss': 1.0, 'class_loss': 0.5, 'box_loss': 0.5, 'weight_decay': 0.0,
-                    'num_positives': 1.0, 'finite': 1.0}
-
-        trainer._train_step_fn = lambda: counting_step
+        trainer._train_step_fn = lambda: _counting_step(trainer)
         trainer.train()
         state = tf.train.get_checkpoint_state(os.path.join(model_dir, 'checkpoints'))
         return [int(path.rsplit('-', 1)[1]) for path in state.all_model_checkpoint_paths]

@@ -72,13 +72,13 @@ def test_one_step_per_phase_frozen_trunk_and_resume(pooled_run, tmp_path, capsys
     assert longer.step == 3
 
     # The trained joint model loads back from the run directories.
-    joint, image_size = loading.load_joint_model(output_dir)
+    joint, image_size, _ = loading.load_joint_model(output_dir)
     assert image_size == IMAGE and joint.embedding_dim == 8
     np.testing.assert_array_equal(joint.reid_branch.embedding.kernel,
                                   longer.branch.embedding.kernel)
     # ... in the precision it was trained in (synthetic preset: 'auto'), or a chosen one.
     for precision, compute in (('float32', 'float32'), ('bfloat16', 'bfloat16')):
-        chosen, _ = loading.load_joint_model(output_dir, precision=precision)
+        chosen, _, _ = loading.load_joint_model(output_dir, precision=precision)
         assert chosen.detector.head.compute_dtype == compute
         assert chosen.reid_branch.rest.layers[-1].compute_dtype == compute
         np.testing.assert_array_equal(chosen.reid_branch.embedding.kernel,
@@ -173,6 +173,21 @@ def test_per_phase_schedule_restarts_at_the_hard_phase():
     assert float(continuous(10)) == pytest.approx(float(continuous(9)), rel=0.2)
     with pytest.raises(ValueError, match='reid_schedule'):
         reid_training.learning_rate_schedule(_config(reid_schedule='cyclic'), 10, 30, 0)
+
+
+def test_an_epoch_counts_identities_boxes_or_set_steps():
+    """The paper's "350 epochs" read over identities (default) or over boxes, or as steps."""
+    from ps_tf.data.identity_sampler import IdentityBalancedSampler
+    # 10 identities with 2..11 boxes (65 boxes), one with a single box (never sampled).
+    sampler = IdentityBalancedSampler(list(range(2, 12)) + [1], identities_per_batch=4,
+                                      samples_per_identity=2)
+    steps = reid_training.stage2_steps_per_epoch
+    per_epoch = dict(reid_steps_per_epoch=0)
+    assert steps(_config(**per_epoch), sampler) == 3                          # ceil(10 / 4)
+    assert steps(_config(reid_epoch_unit='boxes', **per_epoch), sampler) == 9  # ceil(65 / 8)
+    assert steps(_config(reid_epoch_unit='boxes', reid_steps_per_epoch=1), sampler) == 1
+    with pytest.raises(ValueError, match="reid_epoch_unit must be one of"):
+        steps(_config(reid_epoch_unit='images', **per_epoch), sampler)
 
 
 def test_flip_pooled_mirrors_about_half_the_boxes_reproducibly():

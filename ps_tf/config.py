@@ -1,10 +1,12 @@
-"""Training settings and the two presets, in one place.
+"""Training settings and the three presets, in one place.
 
 `paper` is the paper's setting (ICIP 2019, §3.1): 640x640 images, batch 10, SGD momentum 0.9,
 linear-cosine decay with warm-up from 1e-3, 90 epochs, detection on CUHK-SYSU + PRW + MOT17Det +
 WIDER Pedestrian, ResNet-50 initialised from ImageNet (the paper fine-tunes a COCO RetinaNet;
 Keras only ships ImageNet backbones). `synthetic` is the CPU-scale run on the embedded synthetic
-dataset: small images, from scratch (nothing can be downloaded), batch norm trained.
+dataset: small images, from scratch (nothing can be downloaded), batch norm trained. `tiny` is
+`synthetic` on `synthetic_person_search/tiny` with a few steps of every stage: one switch for a
+smoke run of the whole pipeline in minutes (what the tests' miniature main job runs).
 
 Every field is a flag of `train.py` (same name), so any preset value can be overridden.
 """
@@ -94,6 +96,12 @@ PRESETS: dict[str, DetectionConfig] = {
         anchor_size=2.5,
         mixed_precision='auto', log_every=10, checkpoint_every=100, eval_every=250),
 }
+# `tiny`: the synthetic preset on `synthetic_person_search/tiny` with a few steps of everything,
+# one switch (`--preset=tiny`) for a smoke run of the whole pipeline in a few minutes.
+PRESETS['tiny'] = dataclasses.replace(
+    PRESETS['synthetic'], image_size=64, batch_size=2, epochs=0.5, warmup_epochs=0.5,
+    datasets='synthetic_person_search/tiny:1', validation='synthetic_person_search/tiny:gallery',
+    mixed_precision='float32', log_every=1, checkpoint_every=10, eval_every=0)
 
 
 def resolve(preset: str, overrides: dict[str, Any]) -> DetectionConfig:
@@ -225,6 +233,12 @@ REID_PRESETS: dict[str, ReidConfig] = {
         reid_mixed_precision='auto', reid_log_every=10, reid_checkpoint_every=50,
         reid_eval_every=0),
 }
+REID_PRESETS['tiny'] = dataclasses.replace(
+    REID_PRESETS['synthetic'], reid_datasets='synthetic_person_search/tiny', images_per_shard=4,
+    pooling_batch_size=4, embedding_dim=8, identities_per_batch=2, samples_per_identity=2,
+    semi_hard_epochs=1, hard_epochs=1, reid_steps_per_epoch=1,
+    reid_validation='synthetic_person_search/tiny', reid_mixed_precision='float32',
+    reid_log_every=1)
 
 
 def resolve_reid(preset: str, overrides: dict[str, Any]) -> ReidConfig:
@@ -370,6 +384,9 @@ JOINT_PRESETS: dict[str, JointConfig] = {
         joint_validation='synthetic_person_search/default', joint_log_every=10,
         joint_checkpoint_every=50),
 }
+JOINT_PRESETS['tiny'] = dataclasses.replace(
+    JOINT_PRESETS['synthetic'], joint_steps=2, joint_identities_per_batch=2, joint_warmup_steps=1,
+    joint_validation='synthetic_person_search/tiny', joint_log_every=1, joint_checkpoint_every=1)
 
 
 def resolve_joint(preset: str, overrides: dict[str, Any]) -> JointConfig:
@@ -414,6 +431,10 @@ class PretrainConfig:
 PRETRAIN_PRESETS: dict[str, PretrainConfig] = {
     'paper': PretrainConfig(),      # unused: the paper's backbone starts from ImageNet
     'synthetic': PretrainConfig(),
+    'tiny': PretrainConfig(
+        pretrain_dataset='synthetic_attributes/tiny', pretrain_batch_size=8, pretrain_steps=4,
+        pretrain_warmup_steps=1, pretrain_mixed_precision='float32', pretrain_log_every=1,
+        pretrain_checkpoint_every=2),
 }
 
 

@@ -50,9 +50,21 @@ def test_an_undescribed_setting_is_refused():
         config.field_descriptions(Settings)
 
 
+def test_every_stage_has_the_same_presets_and_tiny_points_everything_at_the_tiny_data():
+    for presets in config.PRESETS_BY_CLASS.values():
+        assert sorted(presets) == ['paper', 'synthetic', 'tiny']
+    detection, reid = config.PRESETS['tiny'], config.REID_PRESETS['tiny']
+    joint, pretrain = config.JOINT_PRESETS['tiny'], config.PRETRAIN_PRESETS['tiny']
+    for dataset in (detection.datasets, detection.validation, reid.reid_datasets,
+                    reid.reid_validation, joint.joint_validation, pretrain.pretrain_dataset):
+        assert dataset.split(':')[0] in (
+            'synthetic_person_search/tiny', 'synthetic_attributes/tiny')
+    assert 'float32' == detection.mixed_precision == reid.reid_mixed_precision
+
+
 def test_preset_values_name_every_preset():
     assert config.preset_values(config.ReidConfig, 'identities_per_batch') == (
-        'paper: 32, synthetic: 16')
+        'paper: 32, synthetic: 16, tiny: 2')
 
 
 def test_a_trained_stage2_config_is_read_typed_and_a_missing_setting_named(tmp_path):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import typing
 from typing import Any
 
 import tensorflow as tf
@@ -490,3 +491,80 @@ def preset_values(config_class: type, name: str) -> str:
     """'paper: 32, synthetic: 16': the field's value in every preset, for the help text."""
     return ', '.join(f'{preset}: {getattr(config, name)!r}'
                      for preset, config in sorted(PRESETS_BY_CLASS[config_class].items()))
+
+
+# ----------------------------------------------------------------------------- settings files
+
+SECTIONS: dict[str, type] = {'detection': DetectionConfig, 'reid': ReidConfig,
+                             'joint': JointConfig, 'pretrain': PretrainConfig}
+RESOLVERS = {DetectionConfig: resolve, ReidConfig: resolve_reid, JointConfig: resolve_joint,
+             PretrainConfig: resolve_pretrain}
+
+
+def read_settings_file(path: str) -> dict[str, dict[str, Any]]:
+    """The settings of a JSON file for `train.py --config_file`: one object per stage section
+    (`SECTIONS`: 'detection', 'reid', 'joint', 'pretrain'), each mapping setting names to values,
+    e.g. `{"detection": {"image_size": 512, "weights": "pretrained"}, "reid": {"margin": 0.3}}`.
+    The names are the flags'; a file holds any subset. Command-line flags override the file, and
+    the file overrides the preset. Keys starting with '_' are notes, ignored (`write_settings`
+    records the preset as `_preset`).
+
+    Raises:
+        ValueError: the file is missing or not JSON, or has an unknown section or setting or a
+            value of the wrong type; the message names the file and the entry.
+    """
+    try:
+        with tf.io.gfile.GFile(path) as f:
+            content = json.load(f)
+    except tf.errors.NotFoundError as error:
+        raise ValueError(f'settings file {path} does not exist') from error
+    except json.JSONDecodeError as error:
+        raise ValueError(f'settings file {path} is not valid JSON: {error}') from error
+    if not isinstance(content, dict):
+        raise ValueError(f'settings file {path}: expected an object of sections '
+                         f'{sorted(SECTIONS)}, got {type(content).__name__}')
+    content = {key: value for key, value in content.items() if not key.startswith('_')}
+    unknown = sorted(set(content) - set(SECTIONS))
+    if unknown:
+        raise ValueError(f'settings file {path}: unknown section(s) {unknown}; the sections are '
+                         f'{sorted(SECTIONS)}')
+    settings = {}
+    for section, values in content.items():
+        config_class = SECTIONS[section]
+        if not isinstance(values, dict):
+            raise ValueError(f'settings file {path}: section {section!r} must be an object of '
+                             f'settings, got {type(values).__name__}')
+        hints = typing.get_type_hints(config_class)
+        for name, value in values.items():
+            if name not in hints:
+                raise ValueError(f'settings file {path}: {section}.{name} is not a '
+                                 f'{config_class.__name__} setting')
+            if not _has_type(value, hints[name]):
+                raise ValueError(f'settings file {path}: {section}.{name} must be a '
+                                 f'{hints[name].__name__}, got {value!r}')
+        settings[section] = {name: (float(value) if hints[name] is float else value)
+                             for name, value in values.items()}
+    return settings
+
+
+def _has_type(value: Any, kind: type) -> bool:
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def resolve_section(config_class: type, preset: str, file_settings: dict[str, Any],
+                    flag_settings: dict[str, Any]):
+    """One stage's settings: the preset, then the settings file's section, then the flags that
+    were given (None values are ignored at each level)."""
+    return RESOLVERS[config_class](preset, {**file_settings, **{
+        name: value for name, value in flag_settings.items() if value is not None}})
+
+
+def write_settings(path: str, preset: str, sections: dict[str, Any]) -> None:
+    """Writes every section's resolved settings as one JSON file a later `--config_file` reads
+    back (with the preset it started from, for the reader)."""
+    atomic.write_json(path, {'_preset': preset, **{
+        name: dataclasses.asdict(config) for name, config in sections.items()}})

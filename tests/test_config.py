@@ -98,3 +98,42 @@ def test_a_stage1_config_records_the_resize_mode_and_an_older_one_letterboxes(tm
     (older / 'config.json').write_text('{"variant": "J3", "image_size": 320, "total_steps": 5}')
     loaded = config.load_detection_config(str(older))
     assert (loaded.variant, loaded.image_size, loaded.resize_mode) == ('J3', 320, 'letterbox')
+
+
+def test_a_settings_file_sits_between_the_preset_and_the_flags(tmp_path):
+    path = tmp_path / 'settings.json'
+    path.write_text('{"detection": {"image_size": 512, "base_learning_rate": 1},'
+                    ' "reid": {"margin": 0.3}, "_note": "ignored"}')
+    settings = config.read_settings_file(str(path))
+    assert settings == {'detection': {'image_size': 512, 'base_learning_rate': 1.0},
+                        'reid': {'margin': 0.3}}
+    detection = config.resolve_section(config.DetectionConfig, 'synthetic',
+                                       settings['detection'], {'image_size': 256, 'epochs': None})
+    assert (detection.image_size, detection.base_learning_rate, detection.epochs) == (
+        256, 1.0, config.PRESETS['synthetic'].epochs)          # flag > file > preset
+    # What a run writes reads back to the same settings, whatever the preset it is read with.
+    written = tmp_path / 'written.json'
+    config.write_settings(str(written), 'synthetic', {'detection': detection})
+    again = config.resolve_section(config.DetectionConfig, 'paper',
+                                   config.read_settings_file(str(written))['detection'], {})
+    assert again == detection
+
+
+@pytest.mark.parametrize('content, message', [
+    ('{"detection": {"image_size": 512.5}}', r'detection.image_size must be a int, got 512.5'),
+    ('{"detection": {"image_size": true}}', r'detection.image_size must be a int'),
+    ('{"reid": {"margin": "0.3"}}', r"reid.margin must be a float, got '0.3'"),
+    ('{"reid": {"image_size": 64}}', r'reid.image_size is not a ReidConfig setting'),
+    ('{"stage2": {}}', r"unknown section\(s\) \['stage2'\]"),
+    ('{"reid": [1]}', r"section 'reid' must be an object"),
+    ('[1, 2]', r'expected an object of sections'),
+    ('{"reid": ', r'is not valid JSON'),
+])
+def test_a_bad_settings_file_is_named_with_what_is_wrong(tmp_path, content, message):
+    path = tmp_path / 'bad.json'
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message) as error:
+        config.read_settings_file(str(path))
+    assert str(path) in str(error.value)
+    with pytest.raises(ValueError, match='does not exist'):
+        config.read_settings_file(str(tmp_path / 'missing.json'))

@@ -17,8 +17,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATASET = 'synthetic_person_search/tiny'
 
 # One switch, the `tiny` preset: 64-px images, a few detection steps, 2 re-ID steps, float32,
-# every dataset setting on synthetic_person_search/tiny; J4, the cheapest re-ID branch.
-TINY_FLAGS = ['--preset=tiny', '--variant=J4']
+# every dataset setting on synthetic_person_search/tiny; J4, the cheapest re-ID branch, from a
+# settings file (--config_file).
+TINY_FLAGS = ['--preset=tiny']
+SETTINGS = {'detection': {'variant': 'J4'}, 'reid': {'embedding_dim': 8}}
 
 
 def _run(script, *flags, timeout=600):
@@ -29,14 +31,17 @@ def _run(script, *flags, timeout=600):
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory, tiny_synthetic_data_dir):
     model_dir = tmp_path_factory.mktemp('main_job')
-    result = _run('train.py', f'--model_dir={model_dir}', f'--data_dir={tiny_synthetic_data_dir}',
-                  *TINY_FLAGS)
+    settings = tmp_path_factory.mktemp('settings') / 'j4.json'
+    settings.write_text(json.dumps(SETTINGS))
+    flags = [f'--model_dir={model_dir}', f'--data_dir={tiny_synthetic_data_dir}',
+             f'--config_file={settings}', *TINY_FLAGS]
+    result = _run('train.py', *flags)
     assert result.returncode == 0, result.stderr[-4000:]
-    return model_dir, result.stdout
+    return model_dir, result.stdout, flags
 
 
 def test_stage_all_runs_every_stage_and_reports_search_metrics(trained):
-    model_dir, stdout = trained
+    model_dir, stdout, _ = trained
     for marker in ('== 1/3 detection', '== 2/3 features', '== 3/3 reid',
                    f'person search on {DATASET}: mAP'):
         assert marker in stdout
@@ -44,13 +49,17 @@ def test_stage_all_runs_every_stage_and_reports_search_metrics(trained):
     for key in ('mAP', 'top1', 'det_ap', 'detection_det_ap', 'total_minutes'):
         assert 0.0 <= results[key] <= (1.0 if key != 'total_minutes' else 60.0), key
     assert (model_dir / 'config.json').exists() and (model_dir / 'reid' / 'config.json').exists()
+    # The settings file's variant reached stage 1 and the pooling; settings.json records all.
     assert json.loads((model_dir / 'pooled' / 'manifest.json').read_text())['variant'] == 'J4'
+    assert json.loads((model_dir / 'config.json').read_text())['variant'] == 'J4'
+    settings = json.loads((model_dir / 'settings.json').read_text())
+    assert settings['_preset'] == 'tiny' and settings['detection']['variant'] == 'J4'
+    assert settings['reid']['reid_datasets'] == DATASET and settings['joint']['joint_steps'] == 2
 
 
-def test_rerun_resumes_without_training_again(trained, tiny_synthetic_data_dir):
-    model_dir, _ = trained
-    result = _run('train.py', f'--model_dir={model_dir}', f'--data_dir={tiny_synthetic_data_dir}',
-                  *TINY_FLAGS)
+def test_rerun_resumes_without_training_again(trained):
+    model_dir, _, flags = trained
+    result = _run('train.py', *flags)
     assert result.returncode == 0, result.stderr[-4000:]
     assert 'stage 1 (detection' not in result.stdout and 'stage 2 (re-ID' not in result.stdout
     before = json.loads((model_dir / 'results.json').read_text())
@@ -59,7 +68,7 @@ def test_rerun_resumes_without_training_again(trained, tiny_synthetic_data_dir):
 
 @pytest.mark.parametrize('use_gt_boxes', [False, True])
 def test_evaluate_checkpoint(trained, tiny_synthetic_data_dir, tmp_path, use_gt_boxes):
-    model_dir, _ = trained
+    model_dir, _, _ = trained
     predictions_path, output = tmp_path / 'predictions.npz', tmp_path / 'metrics.json'
     flags = [f'--dataset={DATASET}', f'--data_dir={tiny_synthetic_data_dir}',
              f'--checkpoint={model_dir}', f'--write_predictions={predictions_path}',
@@ -94,7 +103,7 @@ def test_evaluate_checkpoint_errors_name_the_path(tmp_path, tiny_synthetic_data_
 def test_stage2_trains_on_two_logical_cpu_devices(trained, tiny_synthetic_data_dir, tmp_path):
     # Stage 2 alone, from the trained run's stage 1 and pooled features, under MirroredStrategy:
     # each replica gets P / 2 whole identities of every batch.
-    model_dir, _ = trained
+    model_dir, _, _ = trained
     shutil.copytree(model_dir / 'pooled', tmp_path / 'pooled')
     result = _run('train.py', '--stage=reid', f'--model_dir={tmp_path}',
                   f'--detection_model_dir={model_dir}', f'--data_dir={tiny_synthetic_data_dir}',
@@ -110,7 +119,7 @@ def test_a_moved_run_still_loads(trained, tiny_synthetic_data_dir, tmp_path):
     # The stage-2 config records the stage-1 checkpoint's path as given at training time; a run
     # directory that was moved (or trained with a relative --model_dir from elsewhere) loads the
     # checkpoint beside its reid/ directory.
-    model_dir, _ = trained
+    model_dir, _, _ = trained
     moved = tmp_path / 'moved'
     shutil.copytree(model_dir, moved, ignore=shutil.ignore_patterns('pooled'))
     shutil.rmtree(model_dir / 'checkpoints')   # the recorded path no longer exists

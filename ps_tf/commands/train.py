@@ -37,9 +37,14 @@ search.py and the export then load the fine-tuned model from `--model_dir`.
 
 A preset gives every setting (`ps_tf/config.py`: `DetectionConfig` for stage 1, `ReidConfig` for
 the others); each setting is also a flag of the same name that overrides it, e.g. `--variant=J2
---image_size=320 --epochs=5` or `--semi_hard_epochs=10 --identities_per_batch=16`. The resolved
-settings are saved as `config.json` next to each stage's checkpoints; rerunning the same command
-resumes (pooling skips complete shards). Monitor with `tensorboard --logdir=<model_dir>`.
+--image_size=320 --epochs=5` or `--semi_hard_epochs=10 --identities_per_batch=16`. A JSON
+settings file does the same for many settings at once, in sections named after the stages
+(`--config_file=my.json`, `{"detection": {"image_size": 512}, "reid": {"margin": 0.3}}`);
+flags given on the command line override the file, the file overrides the preset. Each command
+writes the settings of all stages, resolved, to `<model_dir>/settings.json` (a `--config_file`
+that reproduces the run), and each stage its own as `config.json` next to its checkpoints;
+rerunning the same command resumes (pooling skips complete shards). Monitor with
+`tensorboard --logdir=<model_dir>`.
 """
 
 import ps_tf.quiet  # noqa: F401  (first: keeps TensorFlow's start-up noise off stderr)
@@ -77,6 +82,12 @@ flags.DEFINE_boolean('joint_finetune', False,
                      'all: run the optional joint fine-tuning (--stage=joint) after reid; the '
                      'search metrics are then the fine-tuned model\'s.')
 flags.DEFINE_enum('preset', 'synthetic', sorted(config_lib.PRESETS), 'Settings preset.')
+flags.DEFINE_string('config_file', None,
+                    'JSON settings file applied over the preset, sections "detection", "reid", '
+                    '"joint", "pretrain" of settings named as the flags, e.g. {"detection": '
+                    '{"image_size": 512}}; flags given on the command line override it. Every '
+                    'run writes its resolved settings to <model_dir>/settings.json, which this '
+                    'flag reads back.')
 flags.DEFINE_string('model_dir', None, 'Checkpoints, config.json and TensorBoard logs.')
 flags.DEFINE_string('data_dir', None, 'TFDS data dir (default ~/tensorflow_datasets).')
 flags.DEFINE_string('manual_dir', None,
@@ -115,10 +126,32 @@ _define_setting_flags(config_lib.PretrainConfig)
 _define_setting_flags(config_lib.JointConfig)
 
 
+def _settings(config_class: type, **flag_overrides):
+    """One section's settings: the preset, then `--config_file`'s section, then the flags given
+    (and `flag_overrides`)."""
+    file_settings = {}
+    if FLAGS.config_file:
+        try:
+            file_settings = config_lib.read_settings_file(FLAGS.config_file)
+        except ValueError as error:
+            raise app.UsageError(str(error)) from error
+    section = next(name for name, kind in config_lib.SECTIONS.items() if kind is config_class)
+    flag_settings = {f.name: FLAGS[f.name].value for f in dataclasses.fields(config_class)}
+    return config_lib.resolve_section(config_class, FLAGS.preset, file_settings.get(section, {}),
+                                      {**flag_settings, **flag_overrides})
+
+
+def _requested_variant() -> str | None:
+    """The variant this command asks for (`--variant`, else the settings file's), None if
+    neither says: pooling then takes the stage-1 run's."""
+    if FLAGS.variant is not None or not FLAGS.config_file:
+        return FLAGS.variant
+    return config_lib.read_settings_file(FLAGS.config_file).get('detection', {}).get('variant')
+
+
 def _reid_config() -> config_lib.ReidConfig:
-    """The preset's stage-2 settings with this command's flags applied."""
-    overrides = {f.name: FLAGS[f.name].value for f in dataclasses.fields(config_lib.ReidConfig)}
-    return config_lib.resolve_reid(FLAGS.preset, overrides)
+    """The preset's stage-2 settings with the settings file and this command's flags applied."""
+    return _settings(config_lib.ReidConfig)
 
 
 def _run_reid_stage(stage: str, manual_dir, strategy) -> dict:
@@ -126,9 +159,10 @@ def _run_reid_stage(stage: str, manual_dir, strategy) -> dict:
     detection_model_dir = FLAGS.detection_model_dir or FLAGS.model_dir
     pooled_dir = os.path.join(FLAGS.model_dir, 'pooled')
     if stage == 'features':
-        disjoint = FLAGS.variant == DISJOINT   # crops of the images: no trunk, any stage-1 run
+        requested = _requested_variant()
+        disjoint = requested == DISJOINT   # crops of the images: no trunk, any stage-1 run
         detector, detection_config, checkpoint = loading.restore_detector(
-            detection_model_dir, variant=None if disjoint else FLAGS.variant)
+            detection_model_dir, variant=None if disjoint else requested)
         variant = DISJOINT if disjoint else detection_config.variant
         manifest = feature_pooling.pool_features(
             None if disjoint else detector.trunk, variant, detection_config.image_size,
@@ -146,12 +180,11 @@ def _run_reid_stage(stage: str, manual_dir, strategy) -> dict:
 
 
 def _detection_config() -> config_lib.DetectionConfig:
-    """The preset's stage-1 settings with this command's flags applied."""
-    overrides = {f.name: FLAGS[f.name].value
-                 for f in dataclasses.fields(config_lib.DetectionConfig)}
-    if overrides['variant'] == DISJOINT:   # its detector: the preset's (any J* is the same)
-        overrides['variant'] = None
-    return config_lib.resolve(FLAGS.preset, overrides)
+    """The preset's stage-1 settings with the settings file and this command's flags applied."""
+    config = _settings(config_lib.DetectionConfig)
+    if config.variant == DISJOINT:   # its detector: the preset's (any J* is the same)
+        config = dataclasses.replace(config, variant=config_lib.PRESETS[FLAGS.preset].variant)
+    return config
 
 
 def _pretrain_dir() -> str:
@@ -160,9 +193,7 @@ def _pretrain_dir() -> str:
 
 def _run_stage(stage: str, manual_dir, strategy) -> dict:
     if stage == 'pretrain':
-        overrides = {f.name: FLAGS[f.name].value
-                     for f in dataclasses.fields(config_lib.PretrainConfig)}
-        config = config_lib.resolve_pretrain(FLAGS.preset, overrides)
+        config = _settings(config_lib.PretrainConfig)
         return pretraining.pretrain_backbone(config, _pretrain_dir(), data_dir=FLAGS.data_dir)
     if stage == 'detection':
         config = _detection_config()
@@ -182,9 +213,20 @@ def _run_stage(stage: str, manual_dir, strategy) -> dict:
 
 
 def _joint_config() -> config_lib.JointConfig:
-    """The preset's joint fine-tuning settings with this command's flags applied."""
-    overrides = {f.name: FLAGS[f.name].value for f in dataclasses.fields(config_lib.JointConfig)}
-    return config_lib.resolve_joint(FLAGS.preset, overrides)
+    """The preset's joint fine-tuning settings with the settings file and this command's flags
+    applied."""
+    return _settings(config_lib.JointConfig)
+
+
+def _write_settings() -> str:
+    """Writes every section's resolved settings to `<model_dir>/settings.json` (the run's
+    settings in one file, readable back with `--config_file`)."""
+    path = os.path.join(FLAGS.model_dir, 'settings.json')
+    tf.io.gfile.makedirs(FLAGS.model_dir)
+    config_lib.write_settings(path, FLAGS.preset, {
+        'detection': _detection_config(), 'reid': _reid_config(), 'joint': _joint_config(),
+        'pretrain': _settings(config_lib.PretrainConfig)})
+    return path
 
 
 def _run_all(manual_dir, strategy) -> dict:
@@ -233,6 +275,7 @@ def main(argv):
         manual_dir = datasets_lib.parse_manual_dir(FLAGS.manual_dir)
     except ValueError as error:
         raise app.UsageError(str(error)) from error
+    _write_settings()
     if FLAGS.stage == 'all':
         metrics = _run_all(manual_dir, strategy)
     else:

@@ -13,7 +13,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 MODELS = ('J4', 'Disj')   # J2 and J3 take the same code path as J4
 
 
-@pytest.mark.slow
+@pytest.mark.experiment
 def test_runtime_table_runs_end_to_end(tmp_path):
     output = tmp_path / 'runtime.json'
     result = subprocess.run(

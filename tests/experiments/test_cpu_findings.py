@@ -140,7 +140,7 @@ def test_report_of_an_unfinished_run_marks_what_is_missing(tmp_path):
     assert '0/24 evaluations finished' in text and '| J2 | – | – | –, –, – |' in text
 
 
-@pytest.mark.slow
+@pytest.mark.experiment
 def test_quick_run_end_to_end_on_tiny_data(table_root):
     # Tiny stand-ins: the synthetic tiny config for the training domain, the dummy MOT17Det
     # release as the extra detection-only data, the dummy CUHK-SYSU release as the unseen domain.

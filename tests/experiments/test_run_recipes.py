@@ -17,7 +17,7 @@ import recipes as recipes_lib
 import step_runner
 from experiments_fixtures import metrics, run_recipes, seed_step, settings, table_rows
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.experiment
 
 
 def test_aggregated_j4_runs_and_the_table_holds_its_numbers(table_root):

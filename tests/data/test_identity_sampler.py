@@ -40,7 +40,9 @@ def _write(directory, counts, shape=(4, 2, 8), num_shards=3, constant_features=F
 
 
 def test_batches_are_p_distinct_identities_times_k(caplog):
-    with caplog.at_level(logging.INFO):
+    # On the absl logger itself: once any test of the process has parsed absl's flags, that logger
+    # is at absl's default verbosity (WARNING) and would drop the INFO line.
+    with caplog.at_level(logging.INFO, logger='absl'):
         sampler = identity_sampler.IdentityBalancedSampler(COUNTS, P, K, seed=0)
     assert 'skipped 2 with a single record and 1 with none' in caplog.text
     assert sampler.num_single_sample == 2 and sampler.num_without_samples == 1

@@ -497,8 +497,6 @@ def preset_values(config_class: type, name: str) -> str:
 
 SECTIONS: dict[str, type] = {'detection': DetectionConfig, 'reid': ReidConfig,
                              'joint': JointConfig, 'pretrain': PretrainConfig}
-RESOLVERS = {DetectionConfig: resolve, ReidConfig: resolve_reid, JointConfig: resolve_joint,
-             PretrainConfig: resolve_pretrain}
 
 
 def read_settings_file(path: str) -> dict[str, dict[str, Any]]:
@@ -559,7 +557,7 @@ def resolve_section(config_class: type, preset: str, file_settings: dict[str, An
                     flag_settings: dict[str, Any]):
     """One stage's settings: the preset, then the settings file's section, then the flags that
     were given (None values are ignored at each level)."""
-    return RESOLVERS[config_class](preset, {**file_settings, **{
+    return _apply_overrides(PRESETS_BY_CLASS[config_class], preset, {**file_settings, **{
         name: value for name, value in flag_settings.items() if value is not None}})
 
 

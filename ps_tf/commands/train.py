@@ -50,6 +50,7 @@ rerunning the same command resumes (pooling skips complete shards). Monitor with
 import ps_tf.quiet  # noqa: F401  (first: keeps TensorFlow's start-up noise off stderr)
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -126,32 +127,38 @@ _define_setting_flags(config_lib.PretrainConfig)
 _define_setting_flags(config_lib.JointConfig)
 
 
-def _settings(config_class: type, **flag_overrides):
-    """One section's settings: the preset, then `--config_file`'s section, then the flags given
-    (and `flag_overrides`)."""
-    file_settings = {}
-    if FLAGS.config_file:
-        try:
-            file_settings = config_lib.read_settings_file(FLAGS.config_file)
-        except ValueError as error:
-            raise app.UsageError(str(error)) from error
-    section = next(name for name, kind in config_lib.SECTIONS.items() if kind is config_class)
+@functools.lru_cache(maxsize=None)
+def _file_settings(path: str | None) -> dict:
+    """`--config_file`'s sections, read once per command ({} without a file)."""
+    if not path:
+        return {}
+    try:
+        return config_lib.read_settings_file(path)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from error
+
+
+def _settings(section: str):
+    """One section's settings ('detection', 'reid', 'joint' or 'pretrain'): the preset, then
+    `--config_file`'s section, then the flags given."""
+    config_class = config_lib.SECTIONS[section]
     flag_settings = {f.name: FLAGS[f.name].value for f in dataclasses.fields(config_class)}
-    return config_lib.resolve_section(config_class, FLAGS.preset, file_settings.get(section, {}),
-                                      {**flag_settings, **flag_overrides})
+    return config_lib.resolve_section(config_class, FLAGS.preset,
+                                      _file_settings(FLAGS.config_file).get(section, {}),
+                                      flag_settings)
 
 
 def _requested_variant() -> str | None:
     """The variant this command asks for (`--variant`, else the settings file's), None if
     neither says: pooling then takes the stage-1 run's."""
-    if FLAGS.variant is not None or not FLAGS.config_file:
+    if FLAGS.variant is not None:
         return FLAGS.variant
-    return config_lib.read_settings_file(FLAGS.config_file).get('detection', {}).get('variant')
+    return _file_settings(FLAGS.config_file).get('detection', {}).get('variant')
 
 
 def _reid_config() -> config_lib.ReidConfig:
     """The preset's stage-2 settings with the settings file and this command's flags applied."""
-    return _settings(config_lib.ReidConfig)
+    return _settings('reid')
 
 
 def _run_reid_stage(stage: str, manual_dir, strategy) -> dict:
@@ -181,7 +188,7 @@ def _run_reid_stage(stage: str, manual_dir, strategy) -> dict:
 
 def _detection_config() -> config_lib.DetectionConfig:
     """The preset's stage-1 settings with the settings file and this command's flags applied."""
-    config = _settings(config_lib.DetectionConfig)
+    config = _settings('detection')
     if config.variant == DISJOINT:   # its detector: the preset's (any J* is the same)
         config = dataclasses.replace(config, variant=config_lib.PRESETS[FLAGS.preset].variant)
     return config
@@ -193,7 +200,7 @@ def _pretrain_dir() -> str:
 
 def _run_stage(stage: str, manual_dir, strategy) -> dict:
     if stage == 'pretrain':
-        config = _settings(config_lib.PretrainConfig)
+        config = _settings('pretrain')
         return pretraining.pretrain_backbone(config, _pretrain_dir(), data_dir=FLAGS.data_dir)
     if stage == 'detection':
         config = _detection_config()
@@ -215,7 +222,7 @@ def _run_stage(stage: str, manual_dir, strategy) -> dict:
 def _joint_config() -> config_lib.JointConfig:
     """The preset's joint fine-tuning settings with the settings file and this command's flags
     applied."""
-    return _settings(config_lib.JointConfig)
+    return _settings('joint')
 
 
 def _write_settings() -> str:
@@ -225,7 +232,7 @@ def _write_settings() -> str:
     tf.io.gfile.makedirs(FLAGS.model_dir)
     config_lib.write_settings(path, FLAGS.preset, {
         'detection': _detection_config(), 'reid': _reid_config(), 'joint': _joint_config(),
-        'pretrain': _settings(config_lib.PretrainConfig)})
+        'pretrain': _settings('pretrain')})
     return path
 
 

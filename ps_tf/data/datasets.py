@@ -219,6 +219,13 @@ def load_split(name: str, split: str, data_dir: str | None = None, manual_dir: M
 MIXING_MODES = ('weights', 'size')
 
 
+def split_size(name: str, split: str = 'train', data_dir: str | None = None,
+               manual_dir: ManualDir = None) -> int:
+    """The number of examples in a dataset's split, from its builder's metadata (the dataset is
+    prepared first if needed, `get_builder`)."""
+    return get_builder(name, data_dir, manual_dir).info.splits[split].num_examples
+
+
 def size_weighted(entries: Sequence[DatasetWeight], split: str = 'train',
                   data_dir: str | None = None,
                   manual_dir: ManualDir = None) -> list[DatasetWeight]:
@@ -234,7 +241,7 @@ def size_weighted(entries: Sequence[DatasetWeight], split: str = 'train',
     """
     weighted = []
     for entry in entries:
-        size = get_builder(entry.name, data_dir, manual_dir).info.splits[split].num_examples
+        size = split_size(entry.name, split, data_dir, manual_dir)
         if size <= 0:
             raise ValueError(f'dataset {entry.name!r} has no {split!r} examples to weight by')
         weighted.append(DatasetWeight(entry.name, entry.weight * size))

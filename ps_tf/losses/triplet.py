@@ -4,8 +4,9 @@ Stage 2 and the joint fine-tuning train on P x K identity batches with the paper
 losses, TFA's (`tensorflow_addons`): semi-hard (FaceNet's mining: the closest negative farther
 than the positive) and batch-hard (the farthest positive and the closest negative of each anchor).
 Batch hard can use Hermans et al.'s soft margin, log(1 + exp(d+ - d-)) (TFA's `soft=True`): it
-has no flat zero once a triplet is satisfied and no fixed margin that d+ and d- can both shrink
-under together, the collapse the hinge form showed on the randomised synthetic world.
+has no flat zero once a triplet is satisfied. (On the randomised synthetic world it collapsed the
+same way as the hinge, positive and negative distances shrinking together: experiments/README.md
+section 7.)
 The functional forms (`tfa.losses.triplet_semihard_loss` / `triplet_hard_loss`, what the Keras
 losses `TripletSemiHardLoss` / `TripletHardLoss` wrap) are used so that no Keras loss reduction
 gets in the way of a distribution strategy. Both expect L2-normalised embeddings.
@@ -32,12 +33,11 @@ def triplet_loss(kind: str, labels: tf.Tensor, embeddings: tf.Tensor,
     """
     if kind not in TRIPLET_LOSSES:
         raise ValueError(f'triplet loss must be one of {sorted(TRIPLET_LOSSES)}, got {kind!r}')
-    if kind == HARD:
-        return tfa.losses.triplet_hard_loss(labels, embeddings, margin=margin, soft=soft_margin)
-    if soft_margin:
+    if soft_margin and kind != HARD:
         raise ValueError('the soft margin exists for the batch-hard loss only (TFA\'s '
                          'triplet_semihard_loss has none)')
-    return tfa.losses.triplet_semihard_loss(labels, embeddings, margin=margin)
+    soft = {'soft': True} if soft_margin else {}
+    return TRIPLET_LOSSES[kind](labels, embeddings, margin=margin, **soft)
 
 
 def triplet_statistics(embeddings: tf.Tensor, labels: tf.Tensor,

@@ -40,8 +40,8 @@ def steps_per_epoch(config: DetectionConfig, data_dir: str | None, manual_dir=No
     """`config.steps_per_epoch`, or the training images of all datasets / batch size."""
     if config.steps_per_epoch:
         return config.steps_per_epoch
-    images = sum(datasets_lib.get_builder(d.name, data_dir, manual_dir).info.splits['train']
-                 .num_examples for d in datasets_lib.parse_dataset_spec(config.datasets))
+    images = sum(datasets_lib.split_size(d.name, 'train', data_dir, manual_dir)
+                 for d in datasets_lib.parse_dataset_spec(config.datasets))
     return max(1, images // config.batch_size)
 
 

@@ -65,10 +65,12 @@ flags.DEFINE_boolean('use_gt_boxes', False, 'With --checkpoint or --saved_model:
                      'ground-truth gallery boxes (score 1) instead of detections.')
 flags.DEFINE_integer('batch_size', 8, 'With --checkpoint or --saved_model: images per forward '
                      'pass.')
-flags.DEFINE_enum('inference_precision', 'trained', ['trained', 'auto', 'float32', 'bfloat16'],
+flags.DEFINE_enum('inference_precision', 'trained',
+                  ['trained', 'auto', 'float32', 'bfloat16', 'float16'],
                   'With --checkpoint: compute precision of the model; trained = what each stage '
-                  'was trained in, auto = bfloat16 on a CPU with bfloat16 units (AVX-512 BF16, '
-                  'AMX) and no GPU, else float32.')
+                  'was trained in, auto = bfloat16 on GPUs of compute capability >= 8.0 and on '
+                  'CPUs with bfloat16 units (AVX-512 BF16, AMX), float16 on older GPUs, else '
+                  'float32.')
 flags.DEFINE_string('write_predictions', None, 'With --checkpoint or --saved_model: also write '
                     'the predictions file (.npz) here.')
 flags.DEFINE_string('saved_model', None, 'Compute the predictions with an exported SavedModel '

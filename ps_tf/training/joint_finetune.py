@@ -57,6 +57,8 @@ from ps_tf.losses import HARD, detection_loss, triplet_loss, triplet_statistics
 from ps_tf.models.disjoint import DISJOINT
 from ps_tf.models.joint import JointModel
 from ps_tf.models.loading import JOINT_STAGE, finished_checkpoint, load_joint_model
+from ps_tf.precision import (computes_in_float16, is_loss_scaled, scaled_loss,
+                             training_optimizer, unscaled_gradients)
 from ps_tf.schedules import LinearCosineDecayWithWarmup
 from ps_tf.training.checkpoints import save_checkpoint
 from ps_tf.training.loop import CheckpointedLoop, validate_search
@@ -172,6 +174,10 @@ class JointTrainer(CheckpointedLoop):
                                                          momentum=config.joint_momentum)
             else:
                 self.optimizer = tf.keras.optimizers.Adam(self.schedule)
+            # The model is restored in the precisions its stages were trained in.
+            float16 = computes_in_float16(joint.detector, joint.reid_branch)
+            self.optimizer = training_optimizer(self.optimizer, 'float16' if float16
+                                                else 'float32')
             self.checkpoint = tf.train.Checkpoint(model=joint.detector, reid=joint.reid_branch,
                                                   optimizer=self.optimizer)
         self.manager = tf.train.CheckpointManager(
@@ -205,11 +211,14 @@ class JointTrainer(CheckpointedLoop):
                     [tf.nn.l2_loss(v) for v in self._decay_variables])
                 # Gradients are summed over replicas: scale so that they average.
                 loss = (losses['total_loss'] + decay) / replicas
-            gradients = tape.gradient(loss, self.variables)
+                loss_to_differentiate = scaled_loss(self.optimizer, loss)   # x scale (fp16)
+            gradients = unscaled_gradients(
+                self.optimizer, tape.gradient(loss_to_differentiate, self.variables))
             finite = tf.math.is_finite(losses['total_loss'])
-            for g in gradients:
-                if g is not None:
-                    finite = finite & tf.reduce_all(tf.math.is_finite(g))
+            if not is_loss_scaled(self.optimizer):   # float16 overflows are the optimizer's
+                for g in gradients:                    # to skip (it lowers the loss scale)
+                    if g is not None:
+                        finite = finite & tf.reduce_all(tf.math.is_finite(g))
             # A non-finite step applies zeros (no NaN reaches the weights); the host then stops.
             gradients = [None if g is None else tf.where(finite, g, tf.zeros_like(g))
                          for g in gradients]

@@ -44,7 +44,8 @@ from ps_tf.models.joint import PersonSearchModel
 from ps_tf.models.loading import restore_detector
 from ps_tf.models.reid import ReidBranch
 from ps_tf.models.retinanet import RetinaNetDetector
-from ps_tf.precision import keras_policy
+from ps_tf.precision import (keras_policy, scaled_loss, training_optimizer,
+                             unscaled_gradients)
 from ps_tf.schedules import LinearCosineDecayWithWarmup, PhasedSchedule
 from ps_tf.training.checkpoints import save_checkpoint
 from ps_tf.training.loop import CheckpointedLoop, validate_search
@@ -162,7 +163,8 @@ class ReidTrainer(CheckpointedLoop):
             self.branch: ReidBranch | DisjointEmbedder = stage2.build_stage2_model(
                 self.variant, detector, config.embedding_dim, config.reid_freeze_batch_norm,
                 keras_policy(config.reid_mixed_precision), config.disjoint_weights)
-            self.optimizer = tf.keras.optimizers.Adam(self.schedule)
+            self.optimizer = training_optimizer(tf.keras.optimizers.Adam(self.schedule),
+                                                config.reid_mixed_precision)
             self.checkpoint = tf.train.Checkpoint(reid=self.branch, optimizer=self.optimizer)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(output_dir, 'checkpoints'), max_to_keep=3)
@@ -200,8 +202,10 @@ class ReidTrainer(CheckpointedLoop):
                 loss = triplet_loss(phase, labels, embeddings, margin,
                                     soft_margin=soft_margin and phase == HARD)
                 # Gradients are summed over replicas: scale so that they average.
-                scaled_loss = loss / replicas
-            gradients = tape.gradient(scaled_loss, variables)
+                replica_loss = loss / replicas
+                loss_to_differentiate = scaled_loss(self.optimizer, replica_loss)
+            gradients = unscaled_gradients(
+                self.optimizer, tape.gradient(loss_to_differentiate, variables))
             self.optimizer.apply_gradients(zip(gradients, variables))
             statistics = triplet_statistics(embeddings, labels, margin)
             statistics['embedding_norm'] = tf.reduce_mean(tf.norm(raw, axis=-1))   # before any

@@ -200,13 +200,20 @@ def test_flip_pooled_mirrors_about_half_the_boxes_reproducibly():
     np.testing.assert_array_equal(flipped, again)
 
 
-def test_trains_with_flips_and_the_per_phase_schedule(pooled_run, tmp_path):
+def test_trains_with_flips_the_per_phase_schedule_and_float16(pooled_run, tmp_path):
     _, pooled_dir, detector = pooled_run
     trainer = reid_training.ReidTrainer(
-        _config(reid_flip=True, reid_schedule='per_phase', hard_learning_rate=1e-5),
+        _config(reid_flip=True, reid_schedule='per_phase', hard_learning_rate=1e-5,
+                reid_mixed_precision='float16'),
         str(tmp_path / 'reid'), pooled_dir, detector, IMAGE)
+    assert isinstance(trainer.optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
+    assert trainer.branch.rest.compute_dtype == 'float16'
+    start = [v.numpy().copy() for v in trainer.branch.trainable_variables]
     trainer.train()
     assert trainer.step == 2
+    after = [v.numpy() for v in trainer.branch.trainable_variables]
+    assert all(np.all(np.isfinite(v)) for v in after)
+    assert any(not np.array_equal(a, b) for a, b in zip(start, after))
     assert float(trainer.schedule(1)) == pytest.approx(1e-5 * 1.001)
 
 

@@ -24,6 +24,8 @@ in features of another checkpoint, variant or dtype.
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 import time
 from typing import Iterator, Sequence
 
@@ -44,11 +46,13 @@ from ps_tf.ops.geometry import check_resize_mode, resize_and_pad, roi_align, sca
 
 @dataclasses.dataclass(frozen=True)
 class ShardWork:
-    """The images of one shard: `split[start:end]` of `dataset`."""
+    """The images of one shard: `split[start:end]` of `dataset`, holding `labelled_boxes`
+    boxes with an identity (the records the shard will hold)."""
     dataset: str
     split: str
     start: int
     end: int
+    labelled_boxes: int = 0
 
     @property
     def tfds_split(self) -> str:
@@ -56,20 +60,21 @@ class ShardWork:
 
 
 def read_person_ids(dataset: str, split: str, data_dir: str | None = None,
-                    manual_dir=None) -> tuple[int, np.ndarray]:
+                    manual_dir=None) -> tuple[int, np.ndarray, np.ndarray]:
     """The number of images of a split and every box's person_id (no image decoded).
 
     Returns:
-        (num_images, person_ids int64 (K,) over all images, -1 included).
+        (num_images, person_ids int64 (K,) over all images, -1 included, labelled boxes per
+        image int64 (num_images,)).
     """
     builder = datasets_lib.get_builder(dataset, data_dir, manual_dir)
     examples = builder.as_dataset(split=split, shuffle_files=False, decoders=tfds.decode
                                   .PartialDecoding({'objects': {'person_id': True}}))
-    num_images, ids = 0, []
+    ids = []
     for example in examples.as_numpy_iterator():
-        num_images += 1
         ids.append(np.asarray(example['objects']['person_id'], np.int64).reshape(-1))
-    return num_images, np.concatenate(ids) if ids else np.zeros(0, np.int64)
+    labelled = np.array([np.count_nonzero(i >= 0) for i in ids], np.int64)
+    return len(ids), np.concatenate(ids) if ids else np.zeros(0, np.int64), labelled
 
 
 def plan_shards(datasets: Sequence[str], split: str, images_per_shard: int,
@@ -81,9 +86,11 @@ def plan_shards(datasets: Sequence[str], split: str, images_per_shard: int,
     """
     shards, person_ids = [], {}
     for dataset in sorted(datasets):
-        num_images, person_ids[dataset] = read_person_ids(dataset, split, data_dir, manual_dir)
+        num_images, person_ids[dataset], labelled = read_person_ids(dataset, split, data_dir,
+                                                                    manual_dir)
         ranges = pooled_records.split_into_shards(list(range(num_images)), images_per_shard)
-        shards += [ShardWork(dataset, split, r[0], r[-1] + 1) for r in ranges if r]
+        shards += [ShardWork(dataset, split, r[0], r[-1] + 1, int(labelled[r[0]:r[-1] + 1].sum()))
+                   for r in ranges if r]
     identity_map = pooled_manifest.IdentityMap.from_person_ids(person_ids)
     if not len(identity_map):
         raise ValueError(f'the {split} split of {list(datasets)} holds no labelled person')
@@ -172,6 +179,36 @@ class FeaturePooler:
                     box=batch['annotated_boxes'][i, k].astype(np.float64))
 
 
+def _gib(num_bytes: float) -> str:
+    return f'{num_bytes / 2**30:.2f} GiB'
+
+
+def check_disk_space(output_dir: str, num_boxes: int, pooled_shape: Sequence[int], dtype: str
+                     ) -> int:
+    """Prints the space the records of `num_boxes` boxes need and refuses to start a pooling run
+    that the disk of `output_dir` cannot hold (a full disk would stop it hours later).
+
+    Returns:
+        the bytes needed (`pooled_records.record_bytes` per box).
+
+    Raises:
+        OSError: the free space of `output_dir`'s file system is smaller than that.
+    """
+    needed = num_boxes * pooled_records.record_bytes(pooled_shape, dtype)
+    existing = os.path.abspath(output_dir)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    free = shutil.disk_usage(existing).free
+    print(f'{num_boxes} boxes to pool need about {_gib(needed)} in {output_dir} '
+          f'({_gib(free)} free)', flush=True)
+    if needed > free:
+        raise OSError(f'feature pooling into {output_dir} needs about {_gib(needed)} for '
+                      f'{num_boxes} boxes of {tuple(pooled_shape)} {dtype}, but its disk has '
+                      f'{_gib(free)} free: free space or use another --model_dir '
+                      f'(float16 records are half the size of float32 ones)')
+    return needed
+
+
 def pool_features(trunk: tf.keras.Model | None, variant: str, image_size: int, output_dir: str,
                   datasets: Sequence[str], source_checkpoint: str, split: str = 'train',
                   dtype: str = 'float16', images_per_shard: int = 500, batch_size: int = 8,
@@ -206,6 +243,8 @@ def pool_features(trunk: tf.keras.Model | None, variant: str, image_size: int, o
     print(f'feature pooling ({variant}, {pooler.pooled_shape} {dtype}): {len(shards)} shards '
           f'of {sorted(datasets)}/{split}, {len(shards) - len(missing)} already complete, '
           f'output {output_dir}', flush=True)
+    check_disk_space(output_dir, sum(shards[i].labelled_boxes for i in missing),
+                     pooler.pooled_shape, dtype)
     for done, shard_index in enumerate(missing, 1):
         started = time.perf_counter()
         work = shards[shard_index]

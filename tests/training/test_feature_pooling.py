@@ -1,6 +1,7 @@
 """Feature pooling: the right records with the right identities, and resume by shard."""
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -113,7 +114,8 @@ def test_resumed_run_skips_complete_shards(stage1, tiny_synthetic_data_dir, tmp_
 
 
 def test_identities_stay_unique_across_datasets(monkeypatch):
-    fake = {'b_set': (5, np.array([1, 2, -1, 1])), 'a_set': (2, np.array([1, 7]))}
+    fake = {'b_set': (5, np.array([1, 2, -1, 1]), np.array([2, 0, 0, 1, 0])),
+            'a_set': (2, np.array([1, 7]), np.array([1, 1]))}
     monkeypatch.setattr(feature_pooling, 'read_person_ids',
                         lambda name, split, data_dir=None, manual_dir=None: fake[name])
     shards, identity_map = feature_pooling.plan_shards(['b_set', 'a_set'], 'train', 2)
@@ -122,6 +124,27 @@ def test_identities_stay_unique_across_datasets(monkeypatch):
     assert [(s.dataset, s.tfds_split) for s in shards] == [
         ('a_set', 'train[0:2]'), ('b_set', 'train[0:2]'), ('b_set', 'train[2:3]'),
         ('b_set', 'train[3:5]')]
+    assert [s.labelled_boxes for s in shards] == [2, 2, 0, 1]   # what each shard will hold
+
+
+def test_pooling_states_the_space_it_needs_and_refuses_a_disk_too_small(tmp_path, capsys,
+                                                                        monkeypatch):
+    shape, boxes = (16, 8, 512), 1000
+    per_box = pooled_records.record_bytes(shape, 'float16')
+    # The estimate is an upper bound of a real record of that shape.
+    real = pooled_records.encode_pooled_example(pooled_records.PooledBox(
+        np.ones(shape), 3, 'cuhk_sysu', 's1234.jpg', np.array([1.0, 2, 30, 60])), 5, 'float16')
+    assert len(real) + 16 <= per_box <= len(real) + 16 + 300
+    assert pooled_records.record_bytes(shape, 'float32') > 1.9 * per_box
+    output_dir = str(tmp_path / 'run' / 'pooled')   # not created yet: its parent's disk counts
+    assert feature_pooling.check_disk_space(output_dir, boxes, shape, 'float16') == boxes * per_box
+    assert f'{boxes} boxes to pool need about' in capsys.readouterr().out
+
+    monkeypatch.setattr(feature_pooling.shutil, 'disk_usage',
+                        lambda path: shutil._ntuple_diskusage(10 * 2**30, 10 * 2**30, 2**20))
+    with pytest.raises(OSError, match=r'pooled needs about 0\.\d\d GiB for 1000 boxes of '
+                                      r'\(16, 8, 512\) float16, but its disk has 0\.00 GiB free'):
+        feature_pooling.check_disk_space(output_dir, boxes, shape, 'float16')
 
 
 def test_restore_detector_needs_a_stage1_run(tmp_path):

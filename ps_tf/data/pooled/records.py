@@ -105,6 +105,16 @@ def split_into_shards(items: Sequence[T], items_per_shard: int) -> list[list[T]]
     return [list(items[start:end]) for start, end in zip(bounds[:-1], bounds[1:])]
 
 
+def record_bytes(pooled_shape: Sequence[int], dtype: str = 'float16',
+                 name_length: int = 64) -> int:
+    """An upper estimate of the disk bytes of one record: the encoded example of a box of that
+    shape with names of `name_length` characters, TFRecord framing (16 bytes) and its entry in
+    the shard index (64 bytes)."""
+    box = PooledBox(np.zeros(tuple(pooled_shape), np.float32), 0, 'd' * name_length,
+                    'i' * name_length, np.zeros(4))
+    return len(encode_pooled_example(box, 0, dtype)) + 16 + 64
+
+
 def encode_pooled_example(box: PooledBox, label: int, dtype: str = 'float16') -> bytes:
     """Serializes one box as a `tf.train.Example` (fields in the module docstring).
 

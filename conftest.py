@@ -1,6 +1,8 @@
 """Fixtures shared by every test folder (tests/ and tfds_builders/)."""
 
+import functools
 import os
+import re
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
@@ -17,3 +19,33 @@ def tiny_synthetic_data_dir(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp('tfds')
     tfds.builder('synthetic_person_search/tiny', data_dir=str(data_dir)).download_and_prepare()
     return str(data_dir)
+
+
+@functools.lru_cache(maxsize=None)
+def _holds_module_fixture(path: str) -> bool:
+    """Whether the test file at `path` defines a module- or class-scoped fixture."""
+    try:
+        with open(path, encoding='utf-8') as file:
+            return re.search(r"scope=['\"](module|class)['\"]", file.read()) is not None
+    except OSError:
+        return False
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist=loadscope` (setup.cfg) with one change: a work unit is a whole file only when the
+    file builds a module-scoped fixture (a trained tiny model, an exported SavedModel), so that
+    fixture is built once; every other test is a unit of its own. With whole files as units
+    (`--dist=loadfile`), a file holding several slow tests kept one worker busy long after the
+    other had finished. (`--dist=loadgroup` would say this with markers, but pytest-xdist 3.8
+    cannot group under pytest 9: it renames `item._nodeid`, which pytest 9 no longer reads.)
+    """
+    if config.getvalue('dist') != 'loadscope':
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split('::')[0]
+            return path if _holds_module_fixture(str(config.rootpath / path)) else nodeid
+
+    return ModuleFixtureScheduling(config, log)

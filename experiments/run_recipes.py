@@ -15,6 +15,7 @@ to `<root>/table.md` and printed, also after a failure (with what finished).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import sys
@@ -36,6 +37,10 @@ flags.DEFINE_string('manual_dir', None, 'Release folders, "name=path,..." (train
 flags.DEFINE_string('extra_flags', '', 'Appended to every train.py command (shell-quoted), e.g. '
                     '"--batch_size=4 --epochs=20".')
 flags.DEFINE_string('extra_eval_flags', '', 'Appended to every evaluate.py command.')
+flags.DEFINE_string('init_checkpoint', None,
+                    'The Model Garden RetinaNet ResNet-50 FPN COCO checkpoint every detector '
+                    'starts from, as the paper\'s does (train.py --init_checkpoint); without it '
+                    'the detectors start from random weights.')
 flags.mark_flag_as_required('root')
 FLAGS = flags.FLAGS
 
@@ -45,6 +50,16 @@ def settings_from_flags() -> step_runner.CommandSettings:
         root=os.path.abspath(FLAGS.root), data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir,
         extra_train_flags=tuple(shlex.split(FLAGS.extra_flags)),
         extra_eval_flags=tuple(shlex.split(FLAGS.extra_eval_flags)))
+
+
+def with_init_checkpoint(steps: list[recipes_lib.Step], path: str | None
+                         ) -> list[recipes_lib.Step]:
+    """The steps with `--init_checkpoint=<path>` added to every detection (stage 1) step."""
+    if not path:
+        return steps
+    flag = f'--init_checkpoint={os.path.abspath(path)}'
+    return [dataclasses.replace(step, args=step.args + (flag,))
+            if '--stage=detection' in step.args else step for step in steps]
 
 
 def write_table(chosen: list[recipes_lib.Recipe], root: str) -> str:
@@ -69,8 +84,11 @@ def main(argv):
     except ValueError as error:
         raise app.UsageError(str(error)) from error
     settings = settings_from_flags()
-    steps = recipes_lib.ordered_steps(chosen)
+    steps = with_init_checkpoint(recipes_lib.ordered_steps(chosen), FLAGS.init_checkpoint)
     print(f'{len(chosen)} recipes, {len(steps)} steps: {", ".join(r.id for r in chosen)}')
+    if not FLAGS.init_checkpoint:
+        print('no --init_checkpoint: the detectors start from random weights, not from COCO '
+              'as the paper\'s (docs/choices.md#coco-initialisation)', flush=True)
     if FLAGS.dry_run:
         for step in steps:
             argv = step_runner.command(step.script, step.args, settings)

@@ -2,11 +2,12 @@
 
 `paper` is the paper's setting (ICIP 2019, §3.1): 640x640 images, batch 10, SGD momentum 0.9,
 linear-cosine decay with warm-up from 1e-3, 90 epochs, detection on CUHK-SYSU + PRW + MOT17Det +
-WIDER Pedestrian, ResNet-50 initialised from ImageNet (the paper fine-tunes a COCO RetinaNet;
-Keras only ships ImageNet backbones). `synthetic` is the CPU-scale run on the embedded synthetic
-dataset: small images, from scratch (nothing can be downloaded), batch norm trained. `tiny` is
-`synthetic` on `synthetic_person_search/tiny` with a few steps of every stage: one switch for a
-smoke run of the whole pipeline in minutes (what the tests' miniature main job runs).
+WIDER Pedestrian, the detector fine-tuned from a COCO RetinaNet: the TF Model Garden's layout and
+anchors, started from its COCO checkpoint with `--init_checkpoint`. `synthetic` is the CPU-scale
+run on the embedded synthetic dataset: small images, from scratch (nothing can be downloaded),
+batch norm trained. `tiny` is `synthetic` on `synthetic_person_search/tiny` with a few steps of
+every stage: one switch for a smoke run of the whole pipeline in minutes (what the tests'
+miniature main job runs).
 
 Every field is a flag of `train.py` (same name), so any preset value can be overridden.
 """
@@ -50,13 +51,28 @@ class DetectionConfig:
             flips as future work, so its preset has none).
         validation: 'name[/config]:split' scored periodically with detection AP ('' for none).
         validation_images: at most this many validation images per evaluation (0 = all).
-        weights: backbone initialisation: 'none', 'imagenet' or a ResNet-50 weights file.
+        weights: backbone initialisation: 'none', 'imagenet' or a ResNet-50 weights file (the
+            keras layout; the garden layout takes 'none' and `init_checkpoint`).
+        layout: the ResNet-50 and feature pyramid: 'keras' (tf.keras.applications' ResNet-50,
+            whose ImageNet weights `weights` loads; Lin et al.'s pyramid) or 'garden' (the
+            TensorFlow Model Garden's ResNet-50 v1.5 and pyramid, whose COCO RetinaNet
+            checkpoints `init_checkpoint` loads). docs/architecture.md#two-layouts.
+        init_checkpoint: a Model Garden RetinaNet ResNet-50 FPN checkpoint
+            (`retinanet_resnetfpn_coco`, 91 classes) that a fresh run starts the whole detector
+            from: backbone, pyramid and head, the class subnet's person channel (COCO class 1)
+            as the person logit; '' for none. Needs the garden layout, head_batch_norm and the
+            COCO anchors (aspect_ratios 2,1,0.5); a resumed run restores its own checkpoint.
         freeze_batch_norm: fixed ResNet batch norm (pretrained backbones, small batches).
-        head_batch_norm: batch norm in the class and box subnets (helps from scratch).
+        head_batch_norm: batch norm in the class and box subnets (helps from scratch; per level,
+            as the Model Garden's head).
         anchor_size: smallest anchor of a level, in strides (4 = 32 px at P3).
+        aspect_ratios: the anchors' height / width ratios, comma-separated, in the head's output
+            order: '1,2,3' (tall, for people) or '2,1,0.5' (the Model Garden's COCO anchors).
         mixed_precision: 'float32', 'bfloat16' (Keras 'mixed_bfloat16': bfloat16 compute,
-            float32 variables and outputs) or 'auto' (bfloat16 on a CPU-only machine whose CPU
-            has AVX-512 BF16 / AMX units, where it is about 2-3x faster; float32 elsewhere).
+            float32 variables and outputs), 'float16' ('mixed_float16' with dynamic loss
+            scaling, for GPUs without fast bfloat16) or 'auto' (bfloat16 on GPUs of compute
+            capability 8.0 or more and on CPUs with AVX-512 BF16 / AMX units, where it is about
+            2-3x faster; float16 on older GPUs; float32 elsewhere: `ps_tf/precision.py`).
         log_every, checkpoint_every, eval_every: periods in steps.
         seed: weight initialisation, data order and augmentation.
     """
@@ -76,9 +92,12 @@ class DetectionConfig:
     validation: str = 'cuhk_sysu:gallery'
     validation_images: int = 500
     weights: str = 'imagenet'
+    layout: str = 'keras'
+    init_checkpoint: str = ''
     freeze_batch_norm: bool = True
     head_batch_norm: bool = False
     anchor_size: float = 4.0
+    aspect_ratios: str = '1,2,3'
     mixed_precision: str = 'float32'
     log_every: int = 50
     checkpoint_every: int = 500
@@ -87,7 +106,10 @@ class DetectionConfig:
 
 
 PRESETS: dict[str, DetectionConfig] = {
-    'paper': DetectionConfig(),
+    # The Model Garden's RetinaNet layout and anchors, so that its COCO checkpoint loads whole
+    # (--init_checkpoint; docs/choices.md#coco-initialisation).
+    'paper': DetectionConfig(weights='none', layout='garden', head_batch_norm=True,
+                             aspect_ratios='2,1,0.5'),
     # ~700 steps of 8 images (the default split has ~1,600 training images: 203 steps/epoch).
     'synthetic': DetectionConfig(
         image_size=320, batch_size=8, epochs=3.5, base_learning_rate=0.02, warmup_epochs=0.15,
@@ -180,7 +202,7 @@ class ReidConfig:
             on synthetic data their norm grew to ~30 and search mAP was lower); inference always
             normalises.
         reid_mixed_precision: the replicated stages' precision, as `mixed_precision` of
-            stage 1 ('float32', 'bfloat16' or 'auto').
+            stage 1 ('float32', 'bfloat16', 'float16' or 'auto').
         reid_freeze_batch_norm: keep the replicated stages' batch norm in inference mode with the
             detector's statistics (training and inference then see the same normalisation).
         reid_validation: TFDS dataset whose gallery/query splits are searched periodically
@@ -430,7 +452,7 @@ class PretrainConfig:
 
 
 PRETRAIN_PRESETS: dict[str, PretrainConfig] = {
-    'paper': PretrainConfig(),      # unused: the paper's backbone starts from ImageNet
+    'paper': PretrainConfig(),      # unused: the paper's detector starts from COCO weights
     'synthetic': PretrainConfig(),
     'tiny': PretrainConfig(
         pretrain_dataset='synthetic_attributes/tiny', pretrain_batch_size=8, pretrain_steps=4,

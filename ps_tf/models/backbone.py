@@ -7,6 +7,10 @@ stage outputs), so ImageNet weights and Keras weight files load as usual.
 
 Inputs are float32 RGB images with values in [0, 255]; the trunk applies ResNet-50's own
 preprocessing (`tf.keras.applications.resnet50.preprocess_input`).
+
+Two layouts of ResNet-50: 'keras' (`tf.keras.applications.ResNet50`, above) and 'garden' (the
+TensorFlow Model Garden's ResNet-50 v1.5, `ps_tf.models.garden`, whose COCO RetinaNet checkpoints
+`--init_checkpoint` loads). Both name their layers alike, so everything below takes either.
 """
 
 from __future__ import annotations
@@ -16,12 +20,15 @@ import os
 import tensorflow as tf
 from absl import logging
 
+from ps_tf.models.garden import GardenPreprocess, garden_resnet50
+
 # Output layer of each ResNet-50 stage: C2 stride 4 (256 ch), C3 stride 8 (512), C4 stride 16
 # (1024), C5 stride 32 (2048).
 STAGE_OUTPUTS = {2: 'conv2_block3_out', 3: 'conv3_block4_out', 4: 'conv4_block6_out',
                  5: 'conv5_block3_out'}
 STAGE_CHANNELS = {2: 256, 3: 512, 4: 1024, 5: 2048}
 VARIANTS = {'J2': 2, 'J3': 3, 'J4': 4}
+LAYOUTS = ('keras', 'garden')   # tf.keras.applications' ResNet-50, the Model Garden's
 
 
 def shared_level(variant: str) -> int:
@@ -81,9 +88,39 @@ def resnet50(weights: str = 'none', freeze_batch_norm: bool = False) -> tf.keras
     return model
 
 
-def split_resnet50(variant: str, weights: str = 'none', freeze_batch_norm: bool = False
-                   ) -> tuple[tf.keras.Model, tf.keras.Model]:
-    """ResNet-50 cut after the shared stage of `variant`.
+def check_layout(layout: str) -> None:
+    """Raises ValueError unless `layout` is one of `LAYOUTS`."""
+    if layout not in LAYOUTS:
+        raise ValueError(f'unknown layout {layout!r}; choose one of {list(LAYOUTS)}')
+
+
+def preprocessing(layout: str, name: str = 'resnet_preprocess') -> tf.keras.layers.Layer:
+    """The layer that turns [0, 255] RGB images into the input of `layout`'s ResNet-50."""
+    check_layout(layout)
+    return ResNetPreprocess(name=name) if layout == 'keras' else GardenPreprocess(name=name)
+
+
+def resnet50_of_layout(layout: str = 'keras', weights: str = 'none',
+                       freeze_batch_norm: bool = False) -> tf.keras.Model:
+    """`resnet50` ('keras') or `garden.garden_resnet50` ('garden'; random weights only: it is
+    initialised from a Model Garden checkpoint, `ps_tf.models.coco_init`).
+
+    Raises:
+        ValueError: unknown layout, or weights other than 'none' for the garden layout.
+    """
+    check_layout(layout)
+    if layout == 'keras':
+        return resnet50(weights, freeze_batch_norm)
+    if weights not in ('none', None, ''):
+        raise ValueError(f'weights={weights!r}: the garden layout has no ImageNet or Keras '
+                         'weights; start it from a Model Garden RetinaNet checkpoint '
+                         '(--init_checkpoint) with --weights=none')
+    return garden_resnet50(freeze_batch_norm)
+
+
+def split_resnet50(variant: str, weights: str = 'none', freeze_batch_norm: bool = False,
+                   layout: str = 'keras') -> tuple[tf.keras.Model, tf.keras.Model]:
+    """ResNet-50 (of `layout`, see `LAYOUTS`) cut after the shared stage of `variant`.
 
     Returns:
         trunk: images (B, H, W, 3) in [0, 255] -> {'C2', ..., 'C<k>'} (k = shared level); the
@@ -92,10 +129,10 @@ def split_resnet50(variant: str, weights: str = 'none', freeze_batch_norm: bool 
         Together they hold exactly the layers (and weights) of one ResNet-50.
     """
     level = shared_level(variant)
-    full = resnet50(weights, freeze_batch_norm)
+    full = resnet50_of_layout(layout, weights, freeze_batch_norm)
     stage = {k: full.get_layer(name).output for k, name in STAGE_OUTPUTS.items()}
     images = tf.keras.Input(shape=(None, None, 3), name='images')
-    preprocessed = ResNetPreprocess(name='resnet_preprocess')(images)
+    preprocessed = preprocessing(layout)(images)
     resnet_to_shared = tf.keras.Model(full.input, {f'C{k}': stage[k] for k in range(2, level + 1)})
     trunk = tf.keras.Model(images, resnet_to_shared(preprocessed), name=f'trunk_{variant}')
     rest = tf.keras.Model(stage[level], {f'C{k}': stage[k] for k in range(level + 1, 6)},

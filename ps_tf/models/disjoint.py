@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from ps_tf.models.backbone import ResNetPreprocess, resnet50
+from ps_tf.models.backbone import preprocessing, resnet50_of_layout
 from ps_tf.models.joint import PersonSearchModel
 from ps_tf.models.reid import SNIPPET_SIZE
 from ps_tf.models.retinanet import RetinaNetDetector
@@ -30,17 +30,19 @@ class DisjointEmbedder(tf.keras.Model):
     """Person crops (M, 256, 128, 3) float32 in [0, 255] -> embeddings (M, E).
 
     Args:
-        resnet: a ResNet-50 without classifier (`backbone.resnet50`), images -> C5.
+        resnet: a ResNet-50 without classifier (`backbone.resnet50_of_layout`), images -> C5.
         embedding_dim: E.
+        layout: the ResNet-50's layout ('keras' or 'garden'), which fixes its preprocessing.
     """
 
-    def __init__(self, resnet: tf.keras.Model, embedding_dim: int = 128, **kwargs):
+    def __init__(self, resnet: tf.keras.Model, embedding_dim: int = 128, layout: str = 'keras',
+                 **kwargs):
         super().__init__(**kwargs)
         if embedding_dim < 1:
             raise ValueError(f'embedding_dim must be >= 1, got {embedding_dim}')
         self.crop_size = SNIPPET_SIZE
         self.embedding_dim = embedding_dim
-        self.preprocess = ResNetPreprocess(name='resnet_preprocess')
+        self.preprocess = preprocessing(layout)
         self.resnet = resnet
         self.pool = tf.keras.layers.GlobalAveragePooling2D(dtype='float32', name='global_pool')
         self.embedding = tf.keras.layers.Dense(embedding_dim, dtype='float32', name='embedding')
@@ -61,22 +63,23 @@ class DisjointEmbedder(tf.keras.Model):
 
 def build_disjoint_embedder(embedding_dim: int = 128, weights: str = 'none',
                             freeze_batch_norm: bool = False,
-                            policy: str = 'float32') -> DisjointEmbedder:
+                            policy: str = 'float32', layout: str = 'keras') -> DisjointEmbedder:
     """A ResNet-50 embedding network for 256 x 128 person crops; its variables are created here.
 
     Args:
         embedding_dim: E.
         weights: ResNet-50 weights, as `backbone.resnet50` takes them ('none', 'imagenet' or a
-            Keras weights file).
+            Keras weights file; 'none' only with the garden layout).
         freeze_batch_norm: fixed ResNet batch norm (inference mode in training too).
         policy: Keras dtype policy of the ResNet, 'float32' or 'mixed_bfloat16'; the embedding
             layer always computes in float32.
+        layout: the ResNet-50's layout ('keras' or 'garden', `backbone.LAYOUTS`).
     """
     previous = tf.keras.mixed_precision.global_policy()
     tf.keras.mixed_precision.set_global_policy(policy)
     try:
-        embedder = DisjointEmbedder(resnet50(weights, freeze_batch_norm), embedding_dim,
-                                    name='disjoint_embedder')
+        embedder = DisjointEmbedder(resnet50_of_layout(layout, weights, freeze_batch_norm),
+                                    embedding_dim, layout, name='disjoint_embedder')
     finally:
         tf.keras.mixed_precision.set_global_policy(previous)
     embedder(tf.zeros((1,) + SNIPPET_SIZE + (3,)), training=False)

@@ -19,9 +19,26 @@ from ps_tf.ops.anchors import AnchorConfig
 from ps_tf.precision import MIXED_PRECISION_POLICIES, resolve_mixed_precision
 
 
+def aspect_ratios(text: str) -> tuple[float, ...]:
+    """'2,1,0.5' -> (2.0, 1.0, 0.5) (`DetectionConfig.aspect_ratios`).
+
+    Raises:
+        ValueError: not a comma-separated list of positive numbers.
+    """
+    try:
+        ratios = tuple(float(part) for part in text.split(','))
+    except ValueError:
+        ratios = ()
+    if not ratios or any(not ratio > 0 for ratio in ratios):
+        raise ValueError(f'aspect_ratios must be positive numbers separated by commas, e.g. '
+                         f"'1,2,3', got {text!r}")
+    return ratios
+
+
 def anchor_config(config: DetectionConfig) -> AnchorConfig:
     """The anchors the config's detector predicts for."""
-    return AnchorConfig(anchor_size=config.anchor_size)
+    return AnchorConfig(anchor_size=config.anchor_size,
+                        aspect_ratios=aspect_ratios(config.aspect_ratios))
 
 
 def build_model(config: DetectionConfig) -> RetinaNetDetector:
@@ -37,7 +54,7 @@ def build_model(config: DetectionConfig) -> RetinaNetDetector:
         return build_detector(config.variant, weights=config.weights,
                               freeze_batch_norm=config.freeze_batch_norm,
                               head_batch_norm=config.head_batch_norm,
-                              anchor_config=anchor_config(config))
+                              anchor_config=anchor_config(config), layout=config.layout)
     finally:
         tf.keras.mixed_precision.set_global_policy(previous)
 

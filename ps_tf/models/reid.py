@@ -77,7 +77,7 @@ class ReidBranch(tf.keras.Model):
 
 
 def build_reid_branch(variant: str, embedding_dim: int = 128, freeze_batch_norm: bool = False,
-                      policy: str = 'float32') -> ReidBranch:
+                      policy: str = 'float32', layout: str = 'keras') -> ReidBranch:
     """A re-ID branch with fresh (random) replicated stages; its variables are created here.
 
     Initialise it from a trained detector with `copy_detector_stages`.
@@ -90,11 +90,12 @@ def build_reid_branch(variant: str, embedding_dim: int = 128, freeze_batch_norm:
         policy: Keras dtype policy of the replicated stages, 'float32' or 'mixed_bfloat16'
             (bfloat16 compute, float32 variables); the embedding layer always computes in
             float32, so embeddings and losses are float32 either way.
+        layout: the detector's ResNet-50 layout ('keras' or 'garden', `backbone.LAYOUTS`).
     """
     previous = tf.keras.mixed_precision.global_policy()
     tf.keras.mixed_precision.set_global_policy(policy)
     try:
-        _, rest = split_resnet50(variant, freeze_batch_norm=freeze_batch_norm)
+        _, rest = split_resnet50(variant, freeze_batch_norm=freeze_batch_norm, layout=layout)
         branch = ReidBranch(variant, rest, embedding_dim, name=f'reid_{variant}')
     finally:
         tf.keras.mixed_precision.set_global_policy(previous)

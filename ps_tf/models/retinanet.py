@@ -26,9 +26,10 @@ class RetinaNetDetector(tf.keras.Model):
 
     def __init__(self, variant: str, trunk: tf.keras.Model, rest: tf.keras.Model,
                  fpn: tf.keras.layers.Layer, head: tf.keras.layers.Layer,
-                 detection_generator: DetectionGenerator, **kwargs):
+                 detection_generator: DetectionGenerator, layout: str = 'keras', **kwargs):
         super().__init__(**kwargs)
         self.variant = variant
+        self.layout = layout   # of the ResNet-50 and the pyramid (`backbone.LAYOUTS`)
         self.shared_level = shared_level(variant)
         self.trunk = trunk
         self.rest = rest
@@ -40,7 +41,7 @@ class RetinaNetDetector(tf.keras.Model):
         shared = self.trunk(images, training=training)
         own = self.rest(shared[f'C{self.shared_level}'], training=training)
         stages = {**shared, **own}
-        pyramid = self.fpn({k: stages[k] for k in ('C3', 'C4', 'C5')})
+        pyramid = self.fpn({k: stages[k] for k in ('C3', 'C4', 'C5')}, training=training)
         class_logits, box_outputs = self.head(pyramid, training=training)
         return {'class_logits': class_logits, 'box_outputs': box_outputs,
                 'shared_features': shared[f'C{self.shared_level}']}
@@ -63,24 +64,29 @@ class RetinaNetDetector(tf.keras.Model):
 
 def build_detector(variant: str = 'J3', weights: str = 'none', freeze_batch_norm: bool = False,
                    head_batch_norm: bool = False, anchor_config: AnchorConfig = AnchorConfig(),
-                   detection_generator: DetectionGenerator | None = None) -> RetinaNetDetector:
+                   detection_generator: DetectionGenerator | None = None,
+                   layout: str = 'keras') -> RetinaNetDetector:
     """The detector of a variant, built from plain arguments (the one place config becomes
     objects).
 
     Args:
         variant: 'J2', 'J3' or 'J4' (which ResNet stages the trunk shares).
-        weights: backbone weights: 'none', 'imagenet' or a Keras weights file of ResNet-50.
+        weights: backbone weights: 'none', 'imagenet' or a Keras weights file of ResNet-50
+            ('none' only with the garden layout).
         freeze_batch_norm: fixed ResNet batch norm (for fine-tuning pretrained weights).
         head_batch_norm: batch norm in the class and box subnets (for training from scratch).
         anchor_config: the anchors the head predicts for.
         detection_generator: post-processing settings (defaults:
             docs/architecture.md#detection-branch).
+        layout: 'keras' (tf.keras.applications' ResNet-50, Lin et al.'s pyramid) or 'garden'
+            (the TF Model Garden's ResNet-50 and pyramid, whose COCO RetinaNet checkpoints load
+            into it: `ps_tf.models.coco_init`).
     """
-    trunk, rest = split_resnet50(variant, weights, freeze_batch_norm)
+    trunk, rest = split_resnet50(variant, weights, freeze_batch_norm, layout)
     head = RetinaNetHead(anchor_config.anchors_per_location, use_batch_norm=head_batch_norm,
                          min_level=anchor_config.min_level, max_level=anchor_config.max_level,
                          name='head')
     return RetinaNetDetector(
-        variant, trunk, rest, FeaturePyramid(name='fpn'), head,
-        detection_generator or DetectionGenerator(anchor_config=anchor_config),
+        variant, trunk, rest, FeaturePyramid(garden=layout == 'garden', name='fpn'), head,
+        detection_generator or DetectionGenerator(anchor_config=anchor_config), layout=layout,
         name=f'retinanet_{variant}')

@@ -74,13 +74,14 @@ def build_stage2_model(variant: str, detector: RetinaNetDetector, embedding_dim:
             file.
         initialise: False when a checkpoint will be restored over it anyway.
     """
+    layout = getattr(detector, 'layout', 'keras')   # the detector's (None when not initialising)
     if variant != DISJOINT:
-        branch = build_reid_branch(variant, embedding_dim, freeze_batch_norm, policy)
+        branch = build_reid_branch(variant, embedding_dim, freeze_batch_norm, policy, layout)
         if initialise:
             copy_detector_stages(branch, detector.rest)
         return branch
     weights = disjoint_weights if initialise and disjoint_weights != FROM_DETECTOR else 'none'
-    embedder = build_disjoint_embedder(embedding_dim, weights, freeze_batch_norm, policy)
+    embedder = build_disjoint_embedder(embedding_dim, weights, freeze_batch_norm, policy, layout)
     if initialise and disjoint_weights == FROM_DETECTOR:
         copy_detector_resnet(embedder, detector)
     return embedder

@@ -16,6 +16,11 @@ import numpy as np
 import tensorflow as tf
 
 
+# The anchors of the Model Garden's COCO RetinaNet (`retinanet_resnetfpn_coco`: aspect ratios
+# [0.5, 1, 2] as width / height, 3 scales, anchor size 4) in this module's convention and order.
+COCO_ASPECT_RATIOS = (2.0, 1.0, 0.5)
+
+
 @dataclasses.dataclass(frozen=True)
 class AnchorConfig:
     """Anchors per FPN level.
@@ -25,7 +30,8 @@ class AnchorConfig:
         num_scales: octave scales per level: 2**(k / num_scales), k = 0..num_scales-1.
         aspect_ratios: height / width of the anchors. People are tall (a standing person's box
             is 2-3 times as high as wide), so the default is 1, 2 and 3 rather than COCO's
-            0.5, 1, 2.
+            (`COCO_ASPECT_RATIOS`: the Model Garden's 0.5, 1, 2, which it states as width /
+            height, in its order).
         anchor_size: base size in strides: a level's smallest anchor is anchor_size * stride
             pixels (4 * 8 = 32 px at P3).
     """

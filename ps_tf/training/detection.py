@@ -28,9 +28,11 @@ from ps_tf.config import DetectionConfig, save_config
 from ps_tf.data import datasets as datasets_lib
 from ps_tf.evaluation import detection_split
 from ps_tf.losses import detection_loss
+from ps_tf.models import coco_init
 from ps_tf.models.factory import anchor_config, build_model
 from ps_tf.ops.geometry import check_resize_mode
-from ps_tf.precision import resolve_mixed_precision
+from ps_tf.precision import (is_loss_scaled, resolve_mixed_precision, scaled_loss,
+                             training_optimizer, unscaled_gradients)
 from ps_tf.schedules import LinearCosineDecayWithWarmup
 from ps_tf.training.checkpoints import save_checkpoint
 from ps_tf.training.loop import CheckpointedLoop
@@ -91,8 +93,12 @@ class DetectionTrainer(CheckpointedLoop):
         with self.strategy.scope():
             self.model = build_model(config)
             self.model(tf.zeros([1, config.image_size, config.image_size, 3]), training=False)
-            self.optimizer = tf.keras.optimizers.SGD(self.schedule, momentum=config.momentum)
+            self.optimizer = training_optimizer(
+                tf.keras.optimizers.SGD(self.schedule, momentum=config.momentum),
+                config.mixed_precision)
             self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
+        if config.init_checkpoint:   # before anything is written: the detector must fit it
+            coco_init.check_detector(self.model)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(model_dir, 'checkpoints'), max_to_keep=3)
         self._decay_variables = [v for v in self.model.trainable_variables
@@ -113,11 +119,15 @@ class DetectionTrainer(CheckpointedLoop):
                     [tf.nn.l2_loss(v) for v in self._decay_variables])
                 # Gradients are summed over replicas: scale so that they average.
                 loss = (losses['total_loss'] + decay) / replicas
-            gradients = tape.gradient(loss, self.model.trainable_variables)
+                loss_to_differentiate = scaled_loss(self.optimizer, loss)   # x scale (fp16)
+            variables = self.model.trainable_variables
+            gradients = unscaled_gradients(self.optimizer,
+                                           tape.gradient(loss_to_differentiate, variables))
             finite = tf.math.is_finite(losses['total_loss'])
-            for g in gradients:
-                if g is not None:
-                    finite = finite & tf.reduce_all(tf.math.is_finite(g))
+            if not is_loss_scaled(self.optimizer):   # float16 overflows are the optimizer's
+                for g in gradients:                    # to skip (it lowers the loss scale)
+                    if g is not None:
+                        finite = finite & tf.reduce_all(tf.math.is_finite(g))
             # A non-finite step applies zeros instead (no NaN reaches the weights); the host then
             # stops the run without saving, so the last checkpoint stays the last good state.
             gradients = [None if g is None else tf.where(finite, g, tf.zeros_like(g))
@@ -143,7 +153,10 @@ class DetectionTrainer(CheckpointedLoop):
                     resolved_mixed_precision=resolve_mixed_precision(config.mixed_precision),
                     steps_per_epoch=self.steps_per_epoch,
                     num_replicas=self.strategy.num_replicas_in_sync)
+        fresh = not self.manager.latest_checkpoint
         self.restore()
+        if fresh:
+            self._initialise()
         if self.step >= self.total_steps:
             logging.info('already trained (%d steps)', self.step)
             return self.validate()
@@ -179,6 +192,17 @@ class DetectionTrainer(CheckpointedLoop):
                 self.validate()
         save_checkpoint(self.manager, self.step, config.checkpoint_every, final=True)
         return self.validate()
+
+    def _initialise(self) -> None:
+        """A fresh run (nothing to resume) starts from `init_checkpoint`, if given; a resumed run
+        has its own checkpoint."""
+        config = self.config
+        if config.init_checkpoint:
+            coco_init.load_coco_checkpoint(self.model, config.init_checkpoint)
+            print(f'stage 1: detector initialised from {config.init_checkpoint}', flush=True)
+        elif config.layout == 'garden':
+            logging.warning('the garden layout without --init_checkpoint: the detector starts '
+                            'from random weights (the paper fine-tunes a COCO RetinaNet)')
 
     def _log(self, writer, step: int, losses: dict, images_per_second: float) -> None:
         learning_rate = float(self.schedule(step))

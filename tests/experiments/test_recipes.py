@@ -195,3 +195,16 @@ def test_results_table_shows_det_ap_beside_the_papers(tmp_path):
     assert rows['1c_J3p', 'predicted', 'PRW'][11:] == ['–', '81.0']   # not evaluated yet
     assert rows['1c_J3p', 'predicted', '100'][11:] == ['–', '30.0']
     assert rows['1a_J3_prw', 'predicted', 'PRW'][7:] == ['25.0', '22.5', '40.0', '45.1', '78.5', '']
+
+
+def test_the_coco_checkpoint_reaches_every_detection_step_and_only_those():
+    import run_recipes
+
+    steps = recipes_lib.ordered_steps(recipes_lib.select('all'))
+    assert run_recipes.with_init_checkpoint(steps, None) == steps
+    started = run_recipes.with_init_checkpoint(steps, 'coco/ckpt-1')
+    flag = f'--init_checkpoint={pathlib.Path("coco/ckpt-1").resolve()}'
+    for before, after in zip(steps, started):
+        detection = '--stage=detection' in before.args
+        assert after.args == before.args + ((flag,) if detection else ())
+    assert sum(flag in step.args for step in started) >= 4   # the four detection mixes at least

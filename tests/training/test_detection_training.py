@@ -147,8 +147,8 @@ def test_checkpoints_land_on_multiples_of_checkpoint_every(tmp_path, monkeypatch
     assert train(epochs=11) == [7, 9, 11]     # resumed at 7: not 8 (the first step after it)
 
 
-def test_two_logical_cpu_devices_train_with_mirrored_strategy(tiny_synthetic_data_dir,
-                                                              tmp_path):
+def test_two_logical_cpu_devices_train_with_mirrored_strategy_in_float16(
+        tiny_synthetic_data_dir, tmp_path):
     model_dir = str(tmp_path / 'run')
     result = subprocess.run(
         [sys.executable, os.path.join(REPO, 'train.py'), '--stage=detection',
@@ -157,11 +157,15 @@ def test_two_logical_cpu_devices_train_with_mirrored_strategy(tiny_synthetic_dat
          '--datasets=synthetic_person_search/tiny:1',
          '--validation=synthetic_person_search/tiny:gallery', '--image_size=64',
          '--batch_size=2', '--steps_per_epoch=1', '--epochs=2', '--eval_every=0',
-         '--mixed_precision=float32',
+         '--mixed_precision=float16',
          '--num_cpu_devices=2'], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     saved = json.load(open(os.path.join(model_dir, 'config.json')))
-    assert saved['num_replicas'] == 2
+    assert saved['num_replicas'] == 2 and saved['resolved_mixed_precision'] == 'float16'
+    # float16 trains with dynamic loss scaling (both steps finite, or the run would have
+    # stopped); the scale is part of the checkpoint, so a resumed run keeps it.
+    checkpoint = tf.train.latest_checkpoint(os.path.join(model_dir, 'checkpoints'))
+    assert any('loss_scale' in name for name, _ in tf.train.list_variables(checkpoint))
     final = json.loads(result.stdout.strip().splitlines()[-1])
     assert final['stage'] == 'detection' and 'det_ap' in final
 

@@ -143,7 +143,8 @@ def run_name(mix: str, variant: str, reid_dataset: str) -> str:
 
 
 def _reid_steps(mix: str, variant: str, reid_dataset: str) -> list[Step]:
-    """Pooling (or cropping, for Disj) then stage 2, reading the mix's detection run.
+    """Pooling (or cropping, for Disj) then stage 2, reading the mix's detection run; the
+    pooled features are deleted once stage 2 has finished (they only serve it).
 
     Stage 2 validates nothing while training (`--reid_validation=`): evaluate.py scores the
     finished model with the full protocol.
@@ -153,7 +154,8 @@ def _reid_steps(mix: str, variant: str, reid_dataset: str) -> list[Step]:
               f'--detection_model_dir={{root}}/detection/{mix}',
               f'--reid_datasets={reid_dataset}', '--reid_validation=')
     return [Step(f'reid/{name}:features', 'train.py', ('--stage=features',) + common),
-            Step(f'reid/{name}:reid', 'train.py', ('--stage=reid',) + common)]
+            Step(f'reid/{name}:reid', 'train.py',
+                 ('--stage=reid', '--delete_pooled_after_reid') + common)]
 
 
 def _evaluation(name: str, dataset: str, use_gt_boxes: bool, paper: dict,

@@ -57,15 +57,6 @@ def test_stage_all_runs_every_stage_and_reports_search_metrics(trained):
     assert settings['reid']['reid_datasets'] == DATASET and settings['joint']['joint_steps'] == 2
 
 
-def test_rerun_resumes_without_training_again(trained):
-    model_dir, _, flags = trained
-    result = _run('train.py', *flags)
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert 'stage 1 (detection' not in result.stdout and 'stage 2 (re-ID' not in result.stdout
-    before = json.loads((model_dir / 'results.json').read_text())
-    assert f'mAP {before["mAP"]:.4f}' in result.stdout   # same model, same metrics
-
-
 @pytest.mark.parametrize('use_gt_boxes', [False, True])
 def test_evaluate_checkpoint(trained, tiny_synthetic_data_dir, tmp_path, use_gt_boxes):
     model_dir, _, _ = trained
@@ -130,3 +121,24 @@ def test_a_moved_run_still_loads(trained, tiny_synthetic_data_dir, tmp_path):
         assert 'mAP' in result.stdout
     finally:
         shutil.copytree(moved / 'checkpoints', model_dir / 'checkpoints')
+
+
+def test_rerun_resumes_without_training_again_and_can_delete_the_pooled_features(trained):
+    """Last in this module: it deletes the fixture's pooled features, which the tests above
+    read (pytest runs a module's tests in file order, and conftest.py keeps a module with a
+    module-scoped fixture on one worker)."""
+    model_dir, _, flags = trained
+    result = _run('train.py', *flags, '--delete_pooled_after_reid')
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert 'stage 1 (detection' not in result.stdout and 'stage 2 (re-ID' not in result.stdout
+    before = json.loads((model_dir / 'results.json').read_text())
+    assert f'mAP {before["mAP"]:.4f}' in result.stdout   # same model, same metrics
+    assert 'deleted the pooled features' in result.stdout and not (model_dir / 'pooled').exists()
+    deleted = json.loads((model_dir / 'pooled_deleted.json').read_text())
+    assert deleted['bytes'] > 0 and deleted['reid_metrics']['mAP'] == before['mAP']
+
+    # Once deleted, a rerun neither pools again nor needs the features: it reports the metrics.
+    again = _run('train.py', *flags)
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert 'nothing to features' in again.stdout and 'nothing to reid' in again.stdout
+    assert f'mAP {before["mAP"]:.4f}' in again.stdout and not (model_dir / 'pooled').exists()

@@ -4,6 +4,7 @@
 
     python train.py --stage=detection --preset=synthetic --model_dir=runs/synthetic_j3
     python train.py --stage=detection --preset=paper --model_dir=runs/paper_j3 \
+        --init_checkpoint=/data/retinanet_resnet50fpn_coco/ckpt-NNNN \
         --manual_dir=cuhk_sysu=/data/cuhk_sysu,prw=/data/PRW-v16.04.20,...
 
     python train.py --stage=features --preset=synthetic --model_dir=runs/synthetic_j3
@@ -53,6 +54,7 @@ import dataclasses
 import functools
 import json
 import os
+import shutil
 import time
 import typing
 
@@ -99,7 +101,17 @@ flags.DEFINE_integer('num_cpu_devices', 0,
                      'the distributed path without GPUs); 0 = the machine as it is.')
 flags.DEFINE_string('detection_model_dir', None,
                     'features/reid: the stage-1 run to read (default: --model_dir).')
+flags.DEFINE_boolean('delete_pooled_after_reid', False,
+                     'reid: delete <model_dir>/pooled once stage 2 has finished (the pooled '
+                     'features are only needed to train it; CUHK-SYSU at J3 is ~7 GiB). A rerun '
+                     'then neither pools nor trains again and reports the recorded metrics.')
+flags.DEFINE_integer('num_workers', 1,
+                     'features: processes (or machines sharing --model_dir) pooling one run '
+                     'together; each runs this command with its own --worker_index.')
+flags.DEFINE_integer('worker_index', 0, 'features: this process\'s index in [0, num_workers).')
 flags.mark_flag_as_required('model_dir')
+
+POOLED_DELETED = 'pooled_deleted.json'   # <model_dir>/: what was deleted and stage 2's metrics
 
 
 def _define_setting_flags(config_class: type) -> None:
@@ -161,10 +173,36 @@ def _reid_config() -> config_lib.ReidConfig:
     return _settings('reid')
 
 
+def _delete_pooled(pooled_dir: str, metrics: dict) -> None:
+    """Deletes the pooled features of a finished stage 2, recording what went and the metrics
+    (so that a rerun of the command knows there is nothing left to do)."""
+    size = sum(os.path.getsize(os.path.join(root, name))
+               for root, _, names in os.walk(pooled_dir) for name in names)
+    atomic.write_json(os.path.join(FLAGS.model_dir, POOLED_DELETED),
+                      {'pooled_dir': pooled_dir, 'bytes': size, 'reid_metrics': metrics})
+    shutil.rmtree(pooled_dir)
+    print(f'deleted the pooled features ({size / 2**30:.2f} GiB): {pooled_dir}', flush=True)
+
+
+def _pooled_deleted_after_reid() -> dict | None:
+    """The record `_delete_pooled` left, if stage 2 finished and its features were deleted."""
+    path = os.path.join(FLAGS.model_dir, POOLED_DELETED)
+    reid_dir = os.path.join(FLAGS.model_dir, 'reid')
+    if not os.path.exists(path) or not loading.finished_checkpoint(reid_dir):
+        return None
+    with open(path) as file:
+        return json.load(file)
+
+
 def _run_reid_stage(stage: str, manual_dir, strategy) -> dict:
     config = _reid_config()
     detection_model_dir = FLAGS.detection_model_dir or FLAGS.model_dir
     pooled_dir = os.path.join(FLAGS.model_dir, 'pooled')
+    deleted = _pooled_deleted_after_reid()
+    if deleted is not None and not os.path.isdir(pooled_dir):
+        print(f'stage 2 has finished and its pooled features were deleted '
+              f'(--delete_pooled_after_reid): nothing to {stage}', flush=True)
+        return {} if stage == 'features' else deleted['reid_metrics']
     if stage == 'features':
         requested = _requested_variant()
         disjoint = requested == DISJOINT   # crops of the images: no trunk, any stage-1 run
@@ -178,12 +216,18 @@ def _run_reid_stage(stage: str, manual_dir, strategy) -> dict:
             dtype=stage2.record_dtype(variant, config.pooled_dtype),
             images_per_shard=config.images_per_shard, batch_size=config.pooling_batch_size,
             data_dir=FLAGS.data_dir, manual_dir=manual_dir,
-            resize_mode=detection_config.resize_mode)
+            resize_mode=detection_config.resize_mode, num_workers=FLAGS.num_workers,
+            worker_index=FLAGS.worker_index)
+        if manifest is None:   # other workers still pool their shards
+            return {'pooled_dir': pooled_dir, 'complete': False}
         return {'pooled_dir': pooled_dir, 'num_records': manifest.num_records,
-                'num_identities': len(manifest.identity_map)}
-    return reid.train_reid(config, os.path.join(FLAGS.model_dir, 'reid'), pooled_dir,
-                           detection_model_dir, data_dir=FLAGS.data_dir, manual_dir=manual_dir,
-                           strategy=strategy)
+                'num_identities': len(manifest.identity_map), 'complete': True}
+    metrics = reid.train_reid(config, os.path.join(FLAGS.model_dir, 'reid'), pooled_dir,
+                              detection_model_dir, data_dir=FLAGS.data_dir,
+                              manual_dir=manual_dir, strategy=strategy)
+    if FLAGS.delete_pooled_after_reid:
+        _delete_pooled(pooled_dir, metrics)
+    return metrics
 
 
 def _detection_config() -> config_lib.DetectionConfig:
@@ -282,6 +326,9 @@ def main(argv):
         manual_dir = datasets_lib.parse_manual_dir(FLAGS.manual_dir)
     except ValueError as error:
         raise app.UsageError(str(error)) from error
+    if FLAGS.num_workers > 1 and FLAGS.stage != 'features':
+        raise app.UsageError('--num_workers shares the feature pooling between processes: run '
+                             'each worker with --stage=features, then --stage=reid once')
     _write_settings()
     if FLAGS.stage == 'all':
         metrics = _run_all(manual_dir, strategy)

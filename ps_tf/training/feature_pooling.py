@@ -212,9 +212,17 @@ def check_disk_space(output_dir: str, num_boxes: int, pooled_shape: Sequence[int
 def pool_features(trunk: tf.keras.Model | None, variant: str, image_size: int, output_dir: str,
                   datasets: Sequence[str], source_checkpoint: str, split: str = 'train',
                   dtype: str = 'float16', images_per_shard: int = 500, batch_size: int = 8,
-                  data_dir: str | None = None, manual_dir=None, resize_mode: str = 'letterbox'
-                  ) -> pooled_manifest.PooledManifest:
+                  data_dir: str | None = None, manual_dir=None, resize_mode: str = 'letterbox',
+                  num_workers: int = 1, worker_index: int = 0
+                  ) -> pooled_manifest.PooledManifest | None:
     """Runs (or resumes) a pooling run and returns its complete manifest.
+
+    Several processes (or machines sharing the output directory) can pool one run together:
+    worker `worker_index` of `num_workers` pools the shards whose index modulo `num_workers` is
+    its own. Each shard is written atomically by the one worker that owns it, so the records
+    are the same bytes as one process would write; whichever worker finds every shard written
+    writes the manifest. Workers that finish earlier return None (rerunning any worker once
+    all are done finalises the run).
 
     Args:
         trunk: the frozen stage-1 trunk of `variant` (None for 'Disj').
@@ -230,7 +238,14 @@ def pool_features(trunk: tf.keras.Model | None, variant: str, image_size: int, o
         batch_size: images per trunk pass.
         data_dir, manual_dir: see `ps_tf.data.datasets.get_builder`.
         resize_mode: the detector's 'letterbox' or 'stretch' (`resize_and_pad`).
+        num_workers, worker_index: this process's share of the shards (see above).
+
+    Raises:
+        ValueError: `worker_index` is not in [0, num_workers).
     """
+    if not 0 <= worker_index < num_workers:
+        raise ValueError(f'worker_index must be in [0, num_workers={num_workers}), got '
+                         f'{worker_index}')
     shards, identity_map = plan_shards(datasets, split, images_per_shard, data_dir, manual_dir)
     pooler = FeaturePooler(trunk, variant, image_size, resize_mode)
     writer = pooled_records.ShardedWriter(
@@ -243,6 +258,10 @@ def pool_features(trunk: tf.keras.Model | None, variant: str, image_size: int, o
     print(f'feature pooling ({variant}, {pooler.pooled_shape} {dtype}): {len(shards)} shards '
           f'of {sorted(datasets)}/{split}, {len(shards) - len(missing)} already complete, '
           f'output {output_dir}', flush=True)
+    if num_workers > 1:
+        missing = [i for i in missing if i % num_workers == worker_index]
+        print(f'worker {worker_index} of {num_workers}: {len(missing)} of them are its own',
+              flush=True)
     check_disk_space(output_dir, sum(shards[i].labelled_boxes for i in missing),
                      pooler.pooled_shape, dtype)
     for done, shard_index in enumerate(missing, 1):
@@ -255,6 +274,12 @@ def pool_features(trunk: tf.keras.Model | None, variant: str, image_size: int, o
                      work.tfds_split, records, seconds)
         print(f'shard {shard_index + 1}/{len(shards)} ({done}/{len(missing)} this run): '
               f'{records} boxes of {work.end - work.start} images in {seconds:.1f} s', flush=True)
+    others = writer.missing_shards()
+    if others:   # other workers' shards
+        print(f'worker {worker_index} of {num_workers} is done; {len(others)} shards are still '
+              f'being pooled by the other workers: the last one to finish writes the manifest',
+              flush=True)
+        return None
     manifest = writer.finalize()
     print(f'pooled {manifest.num_records} boxes of '
           f'{int(np.count_nonzero(manifest.identity_counts))} identities', flush=True)

@@ -31,10 +31,38 @@ def stage1(tmp_path_factory):
     return detector, checkpoint
 
 
-def _pool(detector, checkpoint, output_dir, data_dir):
+def _pool(detector, checkpoint, output_dir, data_dir, **workers):
     return feature_pooling.pool_features(
         detector.trunk, 'J4', IMAGE, output_dir, [DATASET], checkpoint, images_per_shard=3,
-        batch_size=2, data_dir=data_dir)
+        batch_size=2, data_dir=data_dir, **workers)
+
+
+def _bytes(directory, name):
+    with open(os.path.join(directory, name), 'rb') as file:
+        return file.read()
+
+
+def test_two_workers_pool_the_same_records_as_one(
+        stage1, tiny_synthetic_data_dir, tmp_path, capsys):
+    detector, checkpoint = stage1
+    one = _pool(detector, checkpoint, str(tmp_path / 'one'), tiny_synthetic_data_dir)
+    shared = str(tmp_path / 'two')
+    assert _pool(detector, checkpoint, shared, tiny_synthetic_data_dir, num_workers=2,
+                 worker_index=1) is None   # shard 1 of 3; shards 0 and 2 are the other's
+    assert 'worker 1 of 2 is done; 2 shards are still being pooled' in capsys.readouterr().out
+    assert sorted(name for name in os.listdir(shared) if name.startswith('pooled-')) == sorted(
+        [pooled_records.shard_name(1, 3), pooled_records.index_name(1, 3)])
+    assert not pooled_manifest.read_manifest(shared, require_complete=False).complete
+    two = _pool(detector, checkpoint, shared, tiny_synthetic_data_dir, num_workers=2,
+                worker_index=0)   # the last to finish writes the manifest
+    assert two.complete and two.num_records == one.num_records
+    assert two.identity_counts == one.identity_counts
+    for i in range(3):
+        for name in (pooled_records.shard_name(i, 3), pooled_records.index_name(i, 3)):
+            assert _bytes(one.directory, name) == _bytes(shared, name), name
+    with pytest.raises(ValueError, match=r'worker_index must be in \[0, num_workers=2\)'):
+        _pool(detector, checkpoint, shared, tiny_synthetic_data_dir, num_workers=2,
+              worker_index=2)
 
 
 def test_pools_every_labelled_box_with_its_identity(

@@ -7,7 +7,8 @@ prints on every import, and TensorFlow Addons' end-of-life banner (a UserWarning
 only its triplet losses, pinned with TensorFlow 2.15). Importing this module:
 
 - sets `TF_CPP_MIN_LOG_LEVEL` to 2 (C++ errors only) unless it is set already;
-- ignores the TensorFlow Addons end-of-life UserWarning (before tensorflow_addons is imported);
+- ignores the TensorFlow Addons end-of-life UserWarning (before tensorflow_addons is imported)
+  and google-api-core's FutureWarning about Python 3.11 (both about versions ps_tf pins);
 - unless the user set `TF_CPP_MIN_LOG_LEVEL`, drops the three factory-registration lines from
   what `import tensorflow` writes to stderr (level 2 keeps them: they are logged as errors,
   and level 3 would hide real errors too). Everything else that import writes is passed on.
@@ -35,6 +36,11 @@ _USER_SET_LEVEL = 'TF_CPP_MIN_LOG_LEVEL' in os.environ
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 warnings.filterwarnings('ignore', message=r'\s*TensorFlow Addons \(TFA\) has ended development',
                         category=UserWarning)
+# google-api-core (present wherever tf-models-official, the COCO test's extra, is installed; the
+# TensorFlow import reaches it) warns on every start that it will drop Python 3.11 in 2027:
+# TensorFlow 2.15 needs 3.11, so a user can do nothing about it.
+warnings.filterwarnings('ignore', message=r'You are using a Python version .* google\.api_core',
+                        category=FutureWarning)
 
 
 @contextlib.contextmanager

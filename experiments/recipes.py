@@ -45,6 +45,7 @@ Paper numbers are percentages (Table 1 of the paper); `None` where the text does
 from __future__ import annotations
 
 import dataclasses
+import os
 
 PRESET = 'paper'
 VARIANTS = ('J2', 'J3', 'J4')
@@ -307,3 +308,12 @@ def ordered_steps(recipes: list[Recipe]) -> list[Step]:
                 raise ValueError(f'step {step.key!r} has two different commands: {known} and '
                                  f'{step}')
     return list(steps.values())
+
+
+def with_init_checkpoint(steps: list[Step], path: str | None) -> list[Step]:
+    """The steps with `--init_checkpoint=<path>` added to every detection (stage 1) step."""
+    if not path:
+        return steps
+    flag = f'--init_checkpoint={os.path.abspath(path)}'
+    return [dataclasses.replace(step, args=step.args + (flag,))
+            if '--stage=detection' in step.args else step for step in steps]

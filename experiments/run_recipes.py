@@ -15,7 +15,6 @@ to `<root>/table.md` and printed, also after a failure (with what finished).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shlex
 import sys
@@ -52,16 +51,6 @@ def settings_from_flags() -> step_runner.CommandSettings:
         extra_eval_flags=tuple(shlex.split(FLAGS.extra_eval_flags)))
 
 
-def with_init_checkpoint(steps: list[recipes_lib.Step], path: str | None
-                         ) -> list[recipes_lib.Step]:
-    """The steps with `--init_checkpoint=<path>` added to every detection (stage 1) step."""
-    if not path:
-        return steps
-    flag = f'--init_checkpoint={os.path.abspath(path)}'
-    return [dataclasses.replace(step, args=step.args + (flag,))
-            if '--stage=detection' in step.args else step for step in steps]
-
-
 def write_table(chosen: list[recipes_lib.Recipe], root: str) -> str:
     """Writes `<root>/table.md` and returns its text: the chosen recipes and every other one
     with results under `root` (running the table part by part builds it up)."""
@@ -84,7 +73,8 @@ def main(argv):
     except ValueError as error:
         raise app.UsageError(str(error)) from error
     settings = settings_from_flags()
-    steps = with_init_checkpoint(recipes_lib.ordered_steps(chosen), FLAGS.init_checkpoint)
+    steps = recipes_lib.with_init_checkpoint(recipes_lib.ordered_steps(chosen),
+                                             FLAGS.init_checkpoint)
     print(f'{len(chosen)} recipes, {len(steps)} steps: {", ".join(r.id for r in chosen)}')
     if not FLAGS.init_checkpoint:
         print('no --init_checkpoint: the detectors start from random weights, not from COCO '

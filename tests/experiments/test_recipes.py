@@ -198,11 +198,9 @@ def test_results_table_shows_det_ap_beside_the_papers(tmp_path):
 
 
 def test_the_coco_checkpoint_reaches_every_detection_step_and_only_those():
-    import run_recipes
-
     steps = recipes_lib.ordered_steps(recipes_lib.select('all'))
-    assert run_recipes.with_init_checkpoint(steps, None) == steps
-    started = run_recipes.with_init_checkpoint(steps, 'coco/ckpt-1')
+    assert recipes_lib.with_init_checkpoint(steps, None) == steps
+    started = recipes_lib.with_init_checkpoint(steps, 'coco/ckpt-1')
     flag = f'--init_checkpoint={pathlib.Path("coco/ckpt-1").resolve()}'
     for before, after in zip(steps, started):
         detection = '--stage=detection' in before.args

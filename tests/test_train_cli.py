@@ -136,6 +136,8 @@ def test_rerun_resumes_without_training_again_and_can_delete_the_pooled_features
     assert 'deleted the pooled features' in result.stdout and not (model_dir / 'pooled').exists()
     deleted = json.loads((model_dir / 'pooled_deleted.json').read_text())
     assert deleted['bytes'] > 0 and deleted['reid_metrics']['mAP'] == before['mAP']
+    assert deleted['manifest']['variant'] == 'J4' and list(deleted['manifest']['datasets']) == [
+        DATASET]
 
     # Once deleted, a rerun neither pools again nor needs the features: it reports the metrics.
     again = _run('train.py', *flags)

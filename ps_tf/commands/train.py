@@ -178,8 +178,13 @@ def _delete_pooled(pooled_dir: str, metrics: dict) -> None:
     (so that a rerun of the command knows there is nothing left to do)."""
     size = sum(os.path.getsize(os.path.join(root, name))
                for root, _, names in os.walk(pooled_dir) for name in names)
+    with open(os.path.join(pooled_dir, 'manifest.json')) as file:   # what the records were
+        manifest = {key: value for key, value in json.load(file).items()
+                    if key in ('variant', 'dtype', 'pooled_shape', 'source_checkpoint',
+                               'num_records', 'datasets', 'metadata')}
     atomic.write_json(os.path.join(FLAGS.model_dir, POOLED_DELETED),
-                      {'pooled_dir': pooled_dir, 'bytes': size, 'reid_metrics': metrics})
+                      {'pooled_dir': pooled_dir, 'bytes': size, 'manifest': manifest,
+                       'reid_metrics': metrics})
     shutil.rmtree(pooled_dir)
     print(f'deleted the pooled features ({size / 2**30:.2f} GiB): {pooled_dir}', flush=True)
 

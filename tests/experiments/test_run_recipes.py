@@ -53,7 +53,10 @@ def test_cross_dataset_recipe_evaluates_on_a_dataset_it_never_trained_on(table_r
     argv = step_runner.command(detection.script, detection.args, settings(root, data_dir))
     seed_step(root, detection.key, step_runner.display(argv), root / 'detection' / 'all4')
     run_recipes(root, data_dir, '1c_J4mwp')
-    pooled = json.loads((root / 'reid' / 'mwp_J4_prw' / 'pooled' / 'manifest.json').read_text())
+    # Stage 2 has finished, so the recipe deleted the pooled features, recording what they were.
+    deleted = json.loads((root / 'reid' / 'mwp_J4_prw' / 'pooled_deleted.json').read_text())
+    assert not (root / 'reid' / 'mwp_J4_prw' / 'pooled').exists()
+    pooled = deleted['manifest']
     assert list(pooled['datasets']) == ['prw'] and pooled['variant'] == 'J4'
     measured = metrics(root, 'eval/mwp_J4_prw__cuhk_sysu.json')['100']
     rows = table_rows(root)
@@ -78,8 +81,8 @@ def test_a_step_done_with_another_command_is_refused(table_root, tmp_path):
 def test_disjoint_baseline_trains_on_crops_and_evaluates(table_root):
     root, data_dir, _ = table_root
     run_recipes(root, data_dir, '1a_Disj_cuhk')   # the all4 detection run is reused
-    pooled = json.loads((root / 'reid' / 'all4_Disj_cuhk' / 'pooled' / 'manifest.json')
-                        .read_text())
+    pooled = json.loads((root / 'reid' / 'all4_Disj_cuhk' / 'pooled_deleted.json')
+                        .read_text())['manifest']
     assert pooled['variant'] == 'Disj' and pooled['dtype'] == 'uint8'
     assert pooled['pooled_shape'] == [256, 128, 3]
     saved = json.loads((root / 'reid' / 'all4_Disj_cuhk' / 'reid' / 'config.json').read_text())

@@ -22,7 +22,6 @@ import tensorflow as tf
 
 MIXED_PRECISION_POLICIES = {'float32': 'float32', 'bfloat16': 'mixed_bfloat16',
                             'float16': 'mixed_float16'}
-PRECISION_SETTINGS = ('auto', *MIXED_PRECISION_POLICIES)
 
 
 def cpu_has_bfloat16() -> bool:

@@ -66,6 +66,7 @@ from ps_tf import atomic
 from ps_tf import commands
 from ps_tf import config as config_lib
 from ps_tf.data import datasets as datasets_lib
+from ps_tf.data.pooled import manifest as pooled_manifest
 from ps_tf.models import loading, stage2
 from ps_tf.models.disjoint import DISJOINT
 from ps_tf.training import detection
@@ -178,7 +179,7 @@ def _delete_pooled(pooled_dir: str, metrics: dict) -> None:
     (so that a rerun of the command knows there is nothing left to do)."""
     size = sum(os.path.getsize(os.path.join(root, name))
                for root, _, names in os.walk(pooled_dir) for name in names)
-    with open(os.path.join(pooled_dir, 'manifest.json')) as file:   # what the records were
+    with open(os.path.join(pooled_dir, pooled_manifest.MANIFEST_NAME)) as file:   # what they were
         manifest = {key: value for key, value in json.load(file).items()
                     if key in ('variant', 'dtype', 'pooled_shape', 'source_checkpoint',
                                'num_records', 'datasets', 'metadata')}

@@ -31,11 +31,11 @@ from ps_tf.losses import detection_loss
 from ps_tf.models import coco_init
 from ps_tf.models.factory import anchor_config, build_model
 from ps_tf.ops.geometry import check_resize_mode
-from ps_tf.precision import (is_loss_scaled, resolve_mixed_precision, scaled_loss,
-                             training_optimizer, unscaled_gradients)
+from ps_tf.precision import (resolve_mixed_precision, scaled_loss, training_optimizer,
+                             unscaled_gradients)
 from ps_tf.schedules import LinearCosineDecayWithWarmup
 from ps_tf.training.checkpoints import save_checkpoint
-from ps_tf.training.loop import CheckpointedLoop
+from ps_tf.training.loop import CheckpointedLoop, guard_non_finite
 
 
 def steps_per_epoch(config: DetectionConfig, data_dir: str | None, manual_dir=None) -> int:
@@ -123,15 +123,7 @@ class DetectionTrainer(CheckpointedLoop):
             variables = self.model.trainable_variables
             gradients = unscaled_gradients(self.optimizer,
                                            tape.gradient(loss_to_differentiate, variables))
-            finite = tf.math.is_finite(losses['total_loss'])
-            if not is_loss_scaled(self.optimizer):   # float16 overflows are the optimizer's
-                for g in gradients:                    # to skip (it lowers the loss scale)
-                    if g is not None:
-                        finite = finite & tf.reduce_all(tf.math.is_finite(g))
-            # A non-finite step applies zeros instead (no NaN reaches the weights); the host then
-            # stops the run without saving, so the last checkpoint stays the last good state.
-            gradients = [None if g is None else tf.where(finite, g, tf.zeros_like(g))
-                         for g in gradients]
+            gradients, finite = guard_non_finite(losses['total_loss'], gradients, self.optimizer)
             self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
             return {**losses, 'weight_decay': decay, 'finite': tf.cast(finite, tf.float32),
                     'num_positives': tf.reduce_sum(targets['num_positives'])}

@@ -57,11 +57,11 @@ from ps_tf.losses import HARD, detection_loss, triplet_loss, triplet_statistics
 from ps_tf.models.disjoint import DISJOINT
 from ps_tf.models.joint import JointModel
 from ps_tf.models.loading import JOINT_STAGE, finished_checkpoint, load_joint_model
-from ps_tf.precision import (computes_in_float16, is_loss_scaled, scaled_loss,
-                             training_optimizer, unscaled_gradients)
+from ps_tf.precision import (computes_in_float16, scaled_loss, training_optimizer,
+                             unscaled_gradients)
 from ps_tf.schedules import LinearCosineDecayWithWarmup
 from ps_tf.training.checkpoints import save_checkpoint
-from ps_tf.training.loop import CheckpointedLoop, validate_search
+from ps_tf.training.loop import CheckpointedLoop, guard_non_finite, validate_search
 
 STAGE = JOINT_STAGE
 
@@ -214,14 +214,7 @@ class JointTrainer(CheckpointedLoop):
                 loss_to_differentiate = scaled_loss(self.optimizer, loss)   # x scale (fp16)
             gradients = unscaled_gradients(
                 self.optimizer, tape.gradient(loss_to_differentiate, self.variables))
-            finite = tf.math.is_finite(losses['total_loss'])
-            if not is_loss_scaled(self.optimizer):   # float16 overflows are the optimizer's
-                for g in gradients:                    # to skip (it lowers the loss scale)
-                    if g is not None:
-                        finite = finite & tf.reduce_all(tf.math.is_finite(g))
-            # A non-finite step applies zeros (no NaN reaches the weights); the host then stops.
-            gradients = [None if g is None else tf.where(finite, g, tf.zeros_like(g))
-                         for g in gradients]
+            gradients, finite = guard_non_finite(losses['total_loss'], gradients, self.optimizer)
             self.optimizer.apply_gradients(zip(gradients, self.variables))
             statistics = triplet_statistics(losses['embeddings'], losses['labels'],
                                             margin)

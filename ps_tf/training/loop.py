@@ -14,6 +14,20 @@ import tensorflow as tf
 from absl import logging
 
 from ps_tf.evaluation.inference import search_metrics
+from ps_tf.precision import is_loss_scaled
+
+
+def guard_non_finite(loss: tf.Tensor, gradients: list, optimizer) -> tuple[list, tf.Tensor]:
+    """(gradients, finite): the gradients, replaced by zeros when the step is not finite, so no
+    NaN reaches the weights (the host then stops the run without saving, keeping the last good
+    checkpoint). Finite means a finite `loss` and, unless the optimizer scales the loss (float16:
+    it skips overflowing steps itself and lowers the scale), finite gradients."""
+    finite = tf.math.is_finite(loss)
+    if not is_loss_scaled(optimizer):
+        for g in gradients:
+            if g is not None:
+                finite = finite & tf.reduce_all(tf.math.is_finite(g))
+    return [None if g is None else tf.where(finite, g, tf.zeros_like(g)) for g in gradients], finite
 
 
 class CheckpointedLoop:

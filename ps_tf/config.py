@@ -63,6 +63,11 @@ class DetectionConfig:
             as the person logit; '' for none. Needs the garden layout, head_batch_norm and the
             COCO anchors (aspect_ratios 2,1,0.5); a resumed run restores its own checkpoint.
         freeze_batch_norm: fixed ResNet batch norm (pretrained backbones, small batches).
+        freeze_shared_trunk: keep the shared trunk (C1 up to the variant's shared stage) at its
+            initial weights during stage 1, batch norm included, and train only the detection
+            branch's own stages, pyramid and head (Detectron's FREEZE_AT). With a pretrained
+            trunk (`weights`) the shared map keeps the appearance pretraining put there instead
+            of being rewritten for detection only; the re-ID branch pools that map.
         head_batch_norm: batch norm in the class and box subnets (helps from scratch; per level,
             as the Model Garden's head).
         anchor_size: smallest anchor of a level, in strides (4 = 32 px at P3).
@@ -95,6 +100,7 @@ class DetectionConfig:
     layout: str = 'keras'
     init_checkpoint: str = ''
     freeze_batch_norm: bool = True
+    freeze_shared_trunk: bool = False
     head_batch_norm: bool = False
     anchor_size: float = 4.0
     aspect_ratios: str = '1,2,3'

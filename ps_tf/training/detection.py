@@ -93,6 +93,10 @@ class DetectionTrainer(CheckpointedLoop):
         with self.strategy.scope():
             self.model = build_model(config)
             self.model(tf.zeros([1, config.image_size, config.image_size, 3]), training=False)
+            if config.freeze_shared_trunk:
+                # Not trainable: no gradient, no weight decay, and Keras runs its batch norm in
+                # inference mode, so the shared map stays the initial trunk's.
+                self.model.trunk.trainable = False
             self.optimizer = training_optimizer(
                 tf.keras.optimizers.SGD(self.schedule, momentum=config.momentum),
                 config.mixed_precision)

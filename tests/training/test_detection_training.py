@@ -191,3 +191,18 @@ def test_the_detector_learns_its_loss_falls(tiny_synthetic_data_dir, tmp_path, c
               for line in capsys.readouterr().out.splitlines() if line.startswith('step ')]
     assert len(losses) >= 6
     assert np.mean(losses[-2:]) < 0.7 * np.mean(losses[:2]), losses
+
+
+def test_frozen_shared_trunk_keeps_its_weights_and_statistics(tiny_synthetic_data_dir, tmp_path):
+    trainer = detection.DetectionTrainer(
+        _tiny_config(epochs=2, validation='', variant='J2', freeze_shared_trunk=True),
+        str(tmp_path / 'run'), tiny_synthetic_data_dir)
+    trunk_before = [v.numpy().copy() for v in trainer.model.trunk.weights]   # incl. BN moments
+    rest_before = [v.numpy().copy() for v in trainer.model.rest.trainable_variables]
+    trainer.train()
+    assert not any(v.ref() in {t.ref() for t in trainer.model.trunk.weights}
+                   for v in trainer.model.trainable_variables)
+    assert all(np.array_equal(a, v.numpy())
+               for a, v in zip(trunk_before, trainer.model.trunk.weights))
+    assert any(not np.array_equal(a, v.numpy())
+               for a, v in zip(rest_before, trainer.model.rest.trainable_variables))

@@ -100,6 +100,9 @@ class DetectionTrainer(CheckpointedLoop):
             self.optimizer = training_optimizer(
                 tf.keras.optimizers.SGD(self.schedule, momentum=config.momentum),
                 config.mixed_precision)
+            # Slot variables now: a train step that creates them on its first call is traced
+            # twice by tf.function (half of a run's start-up).
+            self.optimizer.build(self.model.trainable_variables)
             self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
         if config.init_checkpoint:   # before anything is written: the detector must fit it
             coco_init.check_detector(self.model)

@@ -178,12 +178,14 @@ class JointTrainer(CheckpointedLoop):
             float16 = computes_in_float16(joint.detector, joint.reid_branch)
             self.optimizer = training_optimizer(self.optimizer, 'float16' if float16
                                                 else 'float32')
+            self.variables = (joint.detector.trainable_variables
+                              + joint.reid_branch.trainable_variables)
+            # Slot variables now, so that the train step is traced once, not twice.
+            self.optimizer.build(self.variables)
             self.checkpoint = tf.train.Checkpoint(model=joint.detector, reid=joint.reid_branch,
                                                   optimizer=self.optimizer)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(output_dir, 'checkpoints'), max_to_keep=3)
-        self.variables = (joint.detector.trainable_variables
-                          + joint.reid_branch.trainable_variables)
         self._decay_variables = [v for v in joint.detector.trainable_variables
                                  if 'kernel' in v.name]
         self._train_step = None

@@ -149,6 +149,8 @@ def pretrain_backbone(config: PretrainConfig, output_dir: str,
     model.compile(optimizer=tf.keras.optimizers.Adam(schedule),
                   loss={name: masked_cross_entropy for name in HEADS},
                   metrics={name: [accuracy] for name in HEADS})
+    # Slot variables now: a train function that creates them on its first call is traced twice.
+    model.optimizer.build(model.trainable_variables)
     train = attribute_dataset(config.pretrain_dataset, 'train', config.pretrain_batch_size,
                               True, config.pretrain_seed, data_dir)
     validation = attribute_dataset(config.pretrain_dataset, 'validation',

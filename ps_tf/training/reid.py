@@ -165,6 +165,8 @@ class ReidTrainer(CheckpointedLoop):
                 keras_policy(config.reid_mixed_precision), config.disjoint_weights)
             self.optimizer = training_optimizer(tf.keras.optimizers.Adam(self.schedule),
                                                 config.reid_mixed_precision)
+            # Slot variables now, so that each phase's train step is traced once, not twice.
+            self.optimizer.build(self.branch.trainable_variables)
             self.checkpoint = tf.train.Checkpoint(reid=self.branch, optimizer=self.optimizer)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(output_dir, 'checkpoints'), max_to_keep=3)

@@ -419,3 +419,51 @@ def test_search_command_with_approximate_search(tmp_path):
                           searcher=content_searcher(), ann_ef_search=64)
     assert os.path.basename(result['hits'][0]['file']) == 'a.png'
     assert result['hits'][0]['similarity'] > 0.999
+
+
+def _index_arrays(path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def test_sharded_indexing_merges_into_the_index_of_one_run(tmp_path, capsys):
+    gallery = tmp_path / 'gallery'
+    gallery.mkdir()
+    for i in range(7):   # 1 to 3 people each, so the shards hold different detection counts
+        save_png(gallery / f'{i}.png', scene([(person(10 * i + k), (4 + 30 * k, 8 + 5 * k))
+                                              for k in range(1 + i % 3)])[0])
+    crop = save_png(tmp_path / 'crop.png', person(31))
+    whole = pipeline.run('unused', str(gallery), str(tmp_path / 'one'), query_crop=crop,
+                         searcher=content_searcher(), progress=False)
+
+    index = str(tmp_path / 'sharded' / 'index.npz')
+    shards = [pipeline.index_shard('unused', str(gallery), index, i, 3,
+                                   searcher=content_searcher(), progress=False)
+              for i in (2, 0)]
+    assert [s['indexed_files'] for s in shards] == [2, 3]         # files 2, 5 and 0, 3, 6
+    assert sorted(os.listdir(tmp_path / 'sharded')) == [
+        'index.shard-000-of-003.npz', 'index.shard-002-of-003.npz']
+    # An incomplete set is not merged: this search indexes the gallery itself.
+    pending = pipeline.run('unused', str(gallery), str(tmp_path / 'pending'), query_crop=crop,
+                           searcher=content_searcher(), progress=False,
+                           index=str(tmp_path / 'pending.npz'))
+    assert pending['indexed_files'] == 7
+    searcher = content_searcher()
+    pipeline.index_shard('unused', str(gallery), index, 1, 3, searcher=searcher,
+                         progress=False)
+    merged = pipeline.run('unused', str(gallery), str(tmp_path / 'merged'), query_crop=crop,
+                          searcher=searcher, progress=False, index=index)
+    assert merged['indexed_files'] == 0 and 'merged 7 files from 3 shard files' in \
+        capsys.readouterr().out
+    assert os.listdir(tmp_path / 'sharded') == ['index.npz']      # the shards are deleted
+    expected, got = _index_arrays(whole['index']), _index_arrays(index)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+    assert merged['hits'] == whole['hits']
+    # A shard job skips what the index already holds.
+    again = pipeline.index_shard('unused', str(gallery), index, 0, 3,
+                                 searcher=content_searcher(), progress=False)
+    assert again['indexed_files'] == 0
+    with pytest.raises(ValueError, match=r'shard_index must be in \[0, 3\)'):
+        pipeline.index_shard('unused', str(gallery), index, 3, 3, searcher=content_searcher())

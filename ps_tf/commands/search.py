@@ -14,6 +14,13 @@ detections and embeddings go to an index file (`--index`, default `<output_dir>/
 later runs reuse: only new or changed files run through the model. Writes `hits.json` (ranked:
 file, frame time for videos, box x1, y1, x2, y2 in original pixels, detection score, cosine
 similarity) and `contact_sheet.png` (the query, then the top-k hits with their boxes).
+
+A large gallery indexes in N parallel jobs (processes or machines sharing the folders), each
+`--num_shards=N --shard_index=I` with the same `--gallery` and `--index` and no query; the next
+search merges them into the index:
+
+    for i in 0 1 2 3; do python search.py --model=runs/main --gallery=archive/ \\
+        --index=archive.npz --output_dir=out --num_shards=4 --shard_index=$i & done; wait
 """
 
 from __future__ import annotations
@@ -21,12 +28,13 @@ from __future__ import annotations
 import ps_tf.quiet  # noqa: F401  (first: keeps TensorFlow's start-up noise off stderr)
 
 import json
+import os
 
 from absl import flags
 
 from ps_tf import commands
 from ps_tf.evaluation.evaluator import SEARCH_SCORE_THRESHOLD
-from ps_tf.search.pipeline import run
+from ps_tf.search.pipeline import index_shard, run
 
 FLAGS = flags.FLAGS
 
@@ -51,11 +59,24 @@ def define_flags() -> None:
                          '(pip install faiss-cpu) of this search breadth, for galleries of '
                          'millions of detections (at 1M: 1024 gives recall@10 0.994, 8x faster '
                          'than exact in memory; 256: 0.98, 45x); 0 = exact.')
+    flags.DEFINE_integer('num_shards', 1, 'Above 1: index only this job\'s share of the gallery '
+                         '(every num_shards-th file) into <index>.shard-I-of-N.npz and exit; '
+                         'the next search merges the complete set.', lower_bound=1)
+    flags.DEFINE_integer('shard_index', 0, 'This indexing job\'s shard, 0 .. num_shards-1.',
+                         lower_bound=0)
     flags.mark_flags_as_required(['model', 'gallery', 'output_dir'])
 
 
 def main(argv) -> None:
     del argv
+    if FLAGS.num_shards > 1:
+        index = FLAGS.index or os.path.join(FLAGS.output_dir, 'index.npz')
+        result = index_shard(FLAGS.model, FLAGS.gallery, index, FLAGS.shard_index,
+                             FLAGS.num_shards, FLAGS.fps, FLAGS.score_threshold,
+                             FLAGS.max_detections)
+        print(f'shard {FLAGS.shard_index} of {FLAGS.num_shards}: {result["indexed_files"]} '
+              f'files indexed, {result["detections"]} detections in {result["shard"]}')
+        return
     result = run(FLAGS.model, FLAGS.gallery, FLAGS.output_dir, FLAGS.query_image,
                  FLAGS.query_box, FLAGS.query_crop, FLAGS.index, FLAGS.top_k, FLAGS.fps,
                  FLAGS.score_threshold, FLAGS.max_detections, min_score=FLAGS.min_score,

@@ -8,6 +8,11 @@ for images), box (original pixel x1, y1, x2, y2), detection score and L2-normali
 index are added without touching the rest. `model_id` names the model that made the embeddings;
 an index of another model is not reused.
 
+Large galleries index in parallel: N jobs (`search.py --num_shards=N --shard_index=I`, on one
+machine or several sharing the folder) each index every N-th file into
+`<index>.shard-I-of-N.npz`; the next search merges a complete set into the index (`merge_shards`)
+and deletes the shard files.
+
 `top_k_cosine` searches any (N, E) array — in memory, float16, or a `np.memmap` — in chunks of
 `chunk_size` rows, so its working memory is O(chunk_size * (E + Q)) whatever N is.
 """
@@ -15,10 +20,13 @@ an index of another model is not reused.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 import os
+import re
 
 import numpy as np
+from absl import logging
 
 from ps_tf import atomic
 
@@ -133,6 +141,70 @@ class GalleryIndex:
         """(M,) bool: the detections in these files (absolute paths)."""
         wanted = np.asarray([key.path in set(paths) for key in self.keys], bool)
         return wanted[self.detections['det_file']] if len(self.keys) else np.zeros(0, bool)
+
+
+def shard_path(index_path: str, shard_index: int, num_shards: int) -> str:
+    """Where shard `shard_index` of `num_shards` indexing jobs writes: `<index>.shard-I-of-N.npz`
+    beside the index, merged into it by `merge_shards`."""
+    if not 0 <= shard_index < num_shards:
+        raise ValueError(f'shard_index must be in [0, {num_shards}), got {shard_index}')
+    base = index_path[:-len('.npz')] if index_path.endswith('.npz') else index_path
+    return f'{base}.shard-{shard_index:03d}-of-{num_shards:03d}.npz'
+
+
+def shard_of(paths: list[str], shard_index: int, num_shards: int) -> list[str]:
+    """The files shard `shard_index` indexes: every `num_shards`-th of the sorted gallery."""
+    shard_path('', shard_index, num_shards)   # validates
+    return list(paths)[shard_index::num_shards]
+
+
+def _shard_sets(index_path: str) -> dict[int, dict[int, str]]:
+    """{N: {I: path}} of the shard files beside `index_path`."""
+    base = index_path[:-len('.npz')] if index_path.endswith('.npz') else index_path
+    found: dict[int, dict[int, str]] = {}
+    for path in glob.glob(glob.escape(base) + '.shard-*-of-*.npz'):
+        match = re.fullmatch(r'.*\.shard-(\d+)-of-(\d+)\.npz', path)
+        if match:
+            found.setdefault(int(match.group(2)), {})[int(match.group(1))] = path
+    return found
+
+
+def merge_shards(index: GalleryIndex, index_path: str) -> tuple[int, list[str]]:
+    """Adds every complete set of shard files beside `index_path` to `index`, then deletes them.
+
+    The files of all shards are added in path order, the order one indexing run adds a sorted
+    gallery in, so that the merged index equals the index of one run over the whole gallery.
+    The caller saves `index` (before this deletes anything: see `delete_shards`).
+
+    Returns:
+        (files added, the shard files merged, to delete once the index is saved).
+
+    Raises:
+        ValueError: a shard of another model or embedding size.
+    """
+    added, merged = 0, []
+    for count, shards in sorted(_shard_sets(index_path).items()):
+        missing = sorted(set(range(count)) - set(shards))
+        if missing:
+            logging.warning('%s: shards %s of %d not written yet; their files are not merged',
+                            index_path, missing, count)
+            continue
+        files = []
+        for path in (shards[i] for i in range(count)):
+            shard = GalleryIndex.load(path)
+            if (shard.model_id, shard.embedding_dim) != (index.model_id, index.embedding_dim):
+                raise ValueError(f'{path} holds {shard.model_id} ({shard.embedding_dim}-d) '
+                                 f'embeddings, the index {index.model_id} '
+                                 f'({index.embedding_dim}-d): delete the shard or index again')
+            files += [(key, {k: v[shard.detections['det_file'] == position]
+                             for k, v in shard.detections.items()})
+                      for position, key in enumerate(shard.keys)]
+        for key, found in sorted(files, key=lambda item: item[0].path):
+            index.add(key, found['det_time'], found['det_boxes'], found['det_scores'],
+                      found['det_embeddings'])
+        added += len(files)
+        merged += [shards[i] for i in range(count)]
+    return added, merged
 
 
 def top_k_cosine(queries: np.ndarray, embeddings: np.ndarray, k: int,

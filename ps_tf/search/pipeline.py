@@ -9,6 +9,7 @@ import sys
 from ps_tf import atomic
 from ps_tf.evaluation.evaluator import SEARCH_SCORE_THRESHOLD
 from ps_tf.search.contact_sheet import contact_sheet
+from ps_tf.search.index import shard_path
 from ps_tf.search.media import list_gallery
 from ps_tf.search.ranking import no_hits_warning, rank
 from ps_tf.search.searcher import Searcher, query_embedding, update_index
@@ -54,3 +55,17 @@ def run(model: str, gallery: str, output_dir: str, query_image: str | None = Non
     return {'hits': hits, 'warning': warning, 'indexed_files': indexed, 'index': index_path,
             'hits_json': hits_path, 'contact_sheet': sheet_path,
             'model_calls': searcher.model_calls - calls_before}
+
+
+def index_shard(model: str, gallery: str, index: str, shard_index: int, num_shards: int,
+                fps: float = 1.0, score_threshold: float | None = None,
+                max_detections: int | None = None, progress: bool = True,
+                searcher: Searcher | None = None) -> dict:
+    """One of `num_shards` parallel indexing jobs over `gallery` (no query): indexes every
+    `num_shards`-th file into `<index>.shard-I-of-N.npz`; the next `run` with the same `index`
+    merges the complete set. Returns {'indexed_files', 'detections', 'shard'}."""
+    searcher = searcher or Searcher.load(model, score_threshold, max_detections)
+    shard, indexed = update_index(searcher, list_gallery(gallery), index, fps, progress,
+                                  shard=(shard_index, num_shards))
+    return {'indexed_files': indexed, 'detections': len(shard),
+            'shard': shard_path(index, shard_index, num_shards)}

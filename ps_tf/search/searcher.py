@@ -82,27 +82,50 @@ class Searcher:
         return np.asarray(outputs['embeddings'])
 
 
+def _load_index(searcher: Searcher, index_path: str):
+    """The index at `index_path` if it holds this model's embeddings, else a new one."""
+    from ps_tf.search.index import GalleryIndex
+
+    if os.path.exists(index_path):
+        index = GalleryIndex.load(index_path)
+        if index.model_id == searcher.model_id:
+            return index
+        logging.warning('%s was made by %s, not %s: indexing again', index_path,
+                        index.model_id, searcher.model_id)
+    return GalleryIndex(searcher.model_id, searcher.embedding_dim)
+
+
 def update_index(searcher: Searcher, paths: list[str], index_path: str, fps: float,
-                 progress: bool = True):
+                 progress: bool = True, shard: tuple[int, int] | None = None):
     """Loads (or starts) the index and runs only new or changed files through the model.
 
+    With `shard` = (I, N), indexes only every N-th file from the I-th (`index.shard_of`) into
+    the shard file `index.shard_path(index_path, I, N)`, skipping files the index already holds;
+    without, first merges any complete set of shard files into the index (`index.merge_shards`).
+
     Returns:
-        (the index, the number of files indexed in this call).
+        (the index (or shard), the number of files indexed in this call).
     """
     from tqdm import tqdm
 
-    from ps_tf.search.index import GalleryIndex, SourceKey
+    from ps_tf.search.index import SourceKey, merge_shards, shard_of, shard_path
 
-    index = None
-    if os.path.exists(index_path):
-        index = GalleryIndex.load(index_path)
-        if index.model_id != searcher.model_id:
-            logging.warning('%s was made by %s, not %s: indexing again', index_path,
-                            index.model_id, searcher.model_id)
-            index = None
-    index = index or GalleryIndex(searcher.model_id, searcher.embedding_dim)
+    index = _load_index(searcher, index_path)
+    merged_shards = []
+    if shard:
+        paths = shard_of(paths, *shard)
+        known = index
+        index_path = shard_path(index_path, *shard)
+        index = _load_index(searcher, index_path)
+    else:
+        merged_files, merged_shards = merge_shards(index, index_path)
+        if merged_shards:
+            print(f'index {index_path}: merged {merged_files} files from '
+                  f'{len(merged_shards)} shard files', flush=True)
     keys = [SourceKey.of(p, fps if is_video(p) else 0.0) for p in paths]
     todo = index.missing(keys)
+    if shard:
+        todo = known.missing(todo)
     logging.info('gallery: %d files, %d already indexed, %d to index', len(keys),
                  len(keys) - len(todo), len(todo))
     for key in tqdm(todo, desc='indexing', unit='file', disable=not progress):
@@ -122,8 +145,10 @@ def update_index(searcher: Searcher, paths: list[str], index_path: str, fps: flo
         index.add(key, np.concatenate(times) if times else np.zeros(0),
                   *[np.concatenate([d[name] for d in found]) if found else np.zeros((0,))
                     for name in ('boxes', 'scores', 'embeddings')])
-    if todo:
+    if todo or merged_shards:
         index.save(index_path)
+    for path in merged_shards:   # only once the index holding them is saved
+        os.remove(path)
     print(f'index {index_path}: {len(index)} detections; {len(todo)} new files indexed '
           f'({len(keys) - len(todo)} reused)', flush=True)
     return index, len(todo)

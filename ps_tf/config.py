@@ -183,6 +183,12 @@ class ReidConfig:
         embedding_dim: size of the re-ID embedding.
         identities_per_batch: P, identities per stage-2 batch.
         samples_per_identity: K, samples per identity.
+        in_memory_budget: stage 2 loads the whole pooled set into memory once and builds its
+            batches there when the set takes at most this fraction of the available memory,
+            else it reads each batch's records from disk (0 = always from disk;
+            `ps_tf/data/identity_sampler.py`). Both give the same batches.
+        num_parallel_reads: batches the disk reader reads and parses in parallel (raise it for
+            slow or remote storage).
         semi_hard_epochs: epochs of the first phase (TFA `TripletSemiHardLoss`).
         hard_epochs: epochs of the second phase (TFA `TripletHardLoss`, batch hard).
         reid_epoch_unit: what one epoch of `semi_hard_epochs` / `hard_epochs` is:
@@ -229,6 +235,8 @@ class ReidConfig:
     embedding_dim: int = 128
     identities_per_batch: int = 32
     samples_per_identity: int = 4
+    in_memory_budget: float = 0.5
+    num_parallel_reads: int = 2
     semi_hard_epochs: float = 350.0
     hard_epochs: float = 350.0
     reid_epoch_unit: str = 'identities'

@@ -42,10 +42,18 @@ plus allocator slack, and nothing else that depends on the dataset's size
 (benchmarks/sampler_speed.py measures it at two sizes). Each batch costs P x K random reads of one
 record each (0.25-1 MiB for J4-J2 in float16): efficient on local disks and the page cache; on
 object stores, or to feed a fast accelerator, raise `num_parallel_reads`.
+
+In memory. When the pooled set fits in memory (CUHK-SYSU's labelled boxes at J3 are ~7.4 GiB in
+float16), `in_memory_identity_dataset` reads every record once into one array in the storage
+dtype and builds each batch with TensorFlow ops (`tf.gather` of the sampler's record ids, then a
+cast): no Python per record and no file reads after loading, the same sampler and seed, hence the
+same batches as the reader above. `choose_reader` picks it when the set takes at most a fraction
+of the memory available (`in_memory_budget`).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -209,3 +217,84 @@ def identity_balanced_dataset(manifest: pooled_manifest.PooledManifest,
     dataset = dataset.map(read_and_parse, num_parallel_calls=num_parallel_reads,
                           deterministic=True)
     return dataset.prefetch(prefetch_batches)
+
+
+def pooled_set_bytes(manifest: pooled_manifest.PooledManifest) -> int:
+    """Bytes of all the manifest's features in their storage dtype (the in-memory array)."""
+    return (manifest.num_records * int(np.prod(manifest.pooled_shape))
+            * np.dtype(manifest.dtype).itemsize)
+
+
+def available_memory_bytes() -> int:
+    """The memory the system can give without swapping (Linux MemAvailable; else physical)."""
+    try:
+        with open('/proc/meminfo', encoding='ascii') as f:
+            for line in f:
+                if line.startswith('MemAvailable:'):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+
+
+def choose_reader(manifest: pooled_manifest.PooledManifest, in_memory_budget: float,
+                  available: int | None = None) -> str:
+    """'memory' when the pooled set takes at most `in_memory_budget` x the available memory
+    (0 = never), else 'records' (the random-access reader)."""
+    if not 0.0 <= in_memory_budget <= 1.0:
+        raise ValueError(f'in_memory_budget must be in [0, 1], got {in_memory_budget}')
+    available = available_memory_bytes() if available is None else available
+    fits = pooled_set_bytes(manifest) <= in_memory_budget * available
+    return 'memory' if in_memory_budget > 0 and fits else 'records'
+
+
+def load_pooled_set(manifest: pooled_manifest.PooledManifest, chunk_records: int = 256
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Every record of the manifest, in record-id order: features (N, h, w, c) in the storage
+    dtype and global labels (N,) int32. Reads each shard once, sequentially, chunk by chunk."""
+    index = pooled_index.load_record_index(manifest)
+    reader = pooled_index.RecordReader(index)
+    shape, dtype = tuple(manifest.pooled_shape), np.dtype(manifest.dtype)
+    features = np.empty((len(index),) + shape, dtype)
+    labels = np.empty(len(index), np.int32)
+    try:
+        for start in range(0, len(index), chunk_records):
+            ids = np.arange(start, min(len(index), start + chunk_records))
+            parsed = pooled_records.parse_pooled_example(reader.read(ids), shape, manifest.dtype)
+            # Exact: float16 and uint8 values round-trip through the parser's float32.
+            features[ids] = parsed['feature'].numpy().astype(dtype)
+            labels[ids] = parsed['label'].numpy()
+    finally:
+        reader.close()
+    if not np.array_equal(labels, index.label):
+        raise ValueError(f'{manifest.directory}: a pooled record\'s label differs from its shard '
+                         'index')
+    return features, labels
+
+
+def in_memory_identity_dataset(manifest: pooled_manifest.PooledManifest,
+                               identities_per_batch: int = 32, samples_per_identity: int = 4,
+                               seed: int = 0, start_batch: int = 0,
+                               prefetch_batches: int = 1) -> tf.data.Dataset:
+    """`identity_balanced_dataset`'s batches (same sampler, seed and order) from the whole pooled
+    set held in memory (`load_pooled_set`); each batch is a `tf.gather` of its record ids."""
+    sampler = IdentityBalancedSampler(manifest.identity_counts, identities_per_batch,
+                                      samples_per_identity, seed)
+    index = pooled_index.load_record_index(manifest)
+    features, labels = load_pooled_set(manifest)
+    feature_table, label_table = tf.constant(features), tf.constant(labels)
+    del features
+    batch_size = sampler.batch_size
+
+    def record_ids() -> Iterator[np.ndarray]:
+        for batch_labels, sample_indices in sampler.batches(start_batch):
+            yield index.record_ids(batch_labels, sample_indices)
+
+    def gather(ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return (tf.cast(tf.gather(feature_table, ids), tf.float32),
+                tf.gather(label_table, ids))
+
+    dataset = tf.data.Dataset.from_generator(
+        record_ids, output_signature=tf.TensorSpec([batch_size], tf.int64))
+    return dataset.map(gather, num_parallel_calls=2, deterministic=True).prefetch(
+        prefetch_batches)

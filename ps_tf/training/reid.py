@@ -35,7 +35,9 @@ import tensorflow as tf
 from absl import logging
 
 from ps_tf.config import ReidConfig, save_config
-from ps_tf.data.identity_sampler import IdentityBalancedSampler, identity_balanced_dataset
+from ps_tf.data.identity_sampler import (IdentityBalancedSampler, choose_reader,
+                                         identity_balanced_dataset,
+                                         in_memory_identity_dataset, pooled_set_bytes)
 from ps_tf.data.pooled import manifest as pooled_manifest
 from ps_tf.losses import HARD, SEMI_HARD, triplet_loss, triplet_statistics
 from ps_tf.models import stage2
@@ -243,9 +245,21 @@ class ReidTrainer(CheckpointedLoop):
         if self.step >= self.total_steps:
             logging.info('stage 2 already trained (%d steps)', self.step)
             return self.validate()
-        dataset = identity_balanced_dataset(self.manifest, config.identities_per_batch,
-                                            config.samples_per_identity, config.reid_seed,
-                                            start_batch=self.step)
+        reader = choose_reader(self.manifest, config.in_memory_budget)
+        started = time.perf_counter()
+        if reader == 'memory':
+            dataset = in_memory_identity_dataset(
+                self.manifest, config.identities_per_batch, config.samples_per_identity,
+                config.reid_seed, start_batch=self.step)
+        else:
+            dataset = identity_balanced_dataset(
+                self.manifest, config.identities_per_batch, config.samples_per_identity,
+                config.reid_seed, start_batch=self.step,
+                num_parallel_reads=config.num_parallel_reads)
+        print(f'stage 2 input: {pooled_set_bytes(self.manifest) / 2**30:.2f} GiB of pooled '
+              f'features, ' + (f'loaded into memory in {time.perf_counter() - started:.0f} s'
+                               if reader == 'memory' else
+                               'read from disk per batch (--in_memory_budget)'), flush=True)
         iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
         writer = tf.summary.create_file_writer(os.path.join(self.output_dir, 'train'))
         batch = config.identities_per_batch * config.samples_per_identity

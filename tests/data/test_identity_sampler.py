@@ -145,3 +145,30 @@ def test_sampler_memory_does_not_grow_with_the_dataset(tmp_path):
         growth[name] = json.loads(output.strip().splitlines()[-1])['growth_mib']
     # Holding the large dataset would add >= 128 MiB (256 MiB as float32).
     assert growth['large'] - growth['small'] < 24, growth
+
+
+def test_in_memory_batches_equal_the_disk_readers(tmp_path):
+    manifest = _write(tmp_path, COUNTS)
+    from_disk = identity_sampler.identity_balanced_dataset(manifest, P, K, seed=5, start_batch=3)
+    in_memory = identity_sampler.in_memory_identity_dataset(manifest, P, K, seed=5,
+                                                            start_batch=3)
+    assert in_memory.element_spec == from_disk.element_spec
+    for (disk_features, disk_labels), (features, labels) in zip(from_disk.take(8),
+                                                                in_memory.take(8)):
+        np.testing.assert_array_equal(labels, disk_labels)
+        np.testing.assert_array_equal(features, disk_features)   # exact: float16 round trip
+    features, labels = identity_sampler.load_pooled_set(manifest)
+    assert features.dtype == np.float16 and features.shape == (sum(COUNTS), 4, 2, 8)
+    assert sorted(labels.tolist()) == sorted(np.repeat(np.arange(len(COUNTS)), COUNTS).tolist())
+
+
+def test_the_reader_is_chosen_by_the_memory_budget(tmp_path):
+    manifest = _write(tmp_path, COUNTS)
+    size = identity_sampler.pooled_set_bytes(manifest)
+    assert size == sum(COUNTS) * 4 * 2 * 8 * 2                          # float16
+    assert identity_sampler.choose_reader(manifest, 0.5, available=2 * size) == 'memory'
+    assert identity_sampler.choose_reader(manifest, 0.5, available=2 * size - 1) == 'records'
+    assert identity_sampler.choose_reader(manifest, 0.0, available=10**12) == 'records'
+    with pytest.raises(ValueError, match='in_memory_budget'):
+        identity_sampler.choose_reader(manifest, 1.5)
+    assert identity_sampler.available_memory_bytes() > 2**20

@@ -11,6 +11,9 @@ temporary directory (real features compress no better: the records are not compr
    (P*K, 16, 8, 1024) batch, global average pooling, a 128-d embedding and TFA's
    `TripletSemiHardLoss`, one Adam update - J4's re-ID branch. `--step=none` skips it. The
    sampler must be >= 5x faster than the step.
+   The same for the in-memory sampler (the whole set loaded once, batches gathered with TF
+   ops), its ratio to the disk reader, and the rate a GPU step would need: the stand-in step's
+   FLOPs (TF's graph profiler) at `--accelerator_tflops` of sustained throughput.
 3. Peak memory of the sampler alone at two dataset sizes (each in a fresh subprocess: peak RSS
    during sampling minus the RSS before the pipeline is built); it must not grow with the dataset.
 
@@ -47,6 +50,9 @@ flags.DEFINE_integer('speed_identities', 256, 'Identities of the speed dataset (
 flags.DEFINE_integer('speed_records_per_identity', 6, 'Records per identity of the speed dataset.')
 flags.DEFINE_integer('batches', 30, 'Sampler batches timed (after 3 warm-up batches).')
 flags.DEFINE_integer('num_parallel_reads', 2, 'The sampler\'s num_parallel_reads.')
+flags.DEFINE_float('accelerator_tflops', 400.0, 'Sustained TFLOP/s of the accelerator whose '
+                   'needed input rate is printed (400: about 40 % of an H100 SXM\'s dense '
+                   'bfloat16 peak).')
 flags.DEFINE_enum('step', 'resnet_conv5', ['resnet_conv5', 'none'], 'The stand-in training step.')
 flags.DEFINE_integer('steps', 3, 'Stand-in steps timed (after one warm-up step).')
 flags.DEFINE_list('memory_identities', ['32', '256'], 'Identities (4 J4 records each) of the two '
@@ -90,21 +96,30 @@ def bytes_per_box(work_dir: str) -> dict[str, tuple[float, float]]:
     return result
 
 
-def sampler_batches_per_second(manifest: pooled_manifest.PooledManifest) -> float:
-    dataset = identity_sampler.identity_balanced_dataset(
-        manifest, FLAGS.identities_per_batch, FLAGS.samples_per_identity, seed=0,
-        num_parallel_reads=FLAGS.num_parallel_reads)
-    iterator = iter(dataset)
+def sampler_batches_per_second(manifest: pooled_manifest.PooledManifest,
+                               in_memory: bool = False) -> float:
+    """Batches/s of the disk reader, or of the in-memory path as stage 2 runs it: record ids
+    from `record_id_dataset`, features gathered from a variable in a tf.function."""
+    p, k = FLAGS.identities_per_batch, FLAGS.samples_per_identity
+    if in_memory:
+        table = tf.Variable(identity_sampler.load_pooled_set(manifest)[0], trainable=False)
+        gather = tf.function(lambda ids: identity_sampler.gather_features(table, ids))
+        iterator = iter(identity_sampler.record_id_dataset(manifest, p, k, seed=0))
+        next_batch = lambda: gather(next(iterator)[0])   # noqa: E731
+    else:
+        iterator = iter(identity_sampler.identity_balanced_dataset(
+            manifest, p, k, seed=0, num_parallel_reads=FLAGS.num_parallel_reads))
+        next_batch = lambda: next(iterator)[0]   # noqa: E731
     for _ in range(3):
-        next(iterator)
+        next_batch()
     start = time.perf_counter()
     for _ in range(FLAGS.batches):
-        features, _ = next(iterator)
+        features = next_batch()
     features.numpy()
     return FLAGS.batches / (time.perf_counter() - start)
 
 
-def stand_in_steps_per_second(batch_size: int) -> float:
+def stand_in_steps_per_second(batch_size: int) -> tuple[float, float]:
     """STAND-IN stage-2 step: ResNet-50 conv5 + GAP + 128-d embedding, semi-hard triplet, Adam."""
     import tensorflow_addons as tfa   # only the stand-in needs it
 
@@ -134,7 +149,17 @@ def stand_in_steps_per_second(batch_size: int) -> float:
     for _ in range(FLAGS.steps):
         loss = step(features, labels)
     loss.numpy()
-    return FLAGS.steps / (time.perf_counter() - start)
+    return FLAGS.steps / (time.perf_counter() - start), graph_flops(step, features, labels)
+
+
+def graph_flops(function, *args) -> float:
+    """Floating-point operations of one call of a tf.function (TF's graph profiler)."""
+    from tensorflow.python.profiler import model_analyzer, option_builder
+
+    graph = function.get_concrete_function(*args).graph
+    options = option_builder.ProfileOptionBuilder(
+        option_builder.ProfileOptionBuilder.float_operation()).with_empty_output().build()
+    return float(model_analyzer.profile(graph, options=options).total_float_ops)
 
 
 def memory_child(directory: str) -> None:
@@ -170,16 +195,28 @@ def main(argv):
 
         manifest = write_random(os.path.join(work_dir, 'speed'), 'J4', FLAGS.speed_identities,
                                 FLAGS.speed_records_per_identity)
+        batch_bytes = p * k * 2 * np.prod(POOLED_SHAPES['J4'])
         rate = sampler_batches_per_second(manifest)
-        megabytes = rate * p * k * 2 * np.prod(POOLED_SHAPES['J4']) / 2**20
-        print(f'Sampler, J4, P x K = {p} x {k}, {manifest.num_records} records: {rate:.2f} '
-              f'batches/s ({megabytes:.0f} MiB/s of float16 features)')
+        print(f'Sampler from disk, J4, P x K = {p} x {k}, {manifest.num_records} records: '
+              f'{rate:.2f} batches/s ({rate * batch_bytes / 1e9:.2f} GB/s of float16 features)')
+        memory_rate = sampler_batches_per_second(manifest, in_memory=True)
+        print(f'Sampler in memory (ids + tf.gather from a variable, as stage 2), same batches: '
+              f'{memory_rate:.2f} batches/s ({memory_rate * batch_bytes / 1e9:.2f} GB/s), '
+              f'{memory_rate / rate:.1f}x the disk reader; on a GPU the gather reads device '
+              f'memory (TB/s) instead of this host\'s')
         if FLAGS.step != 'none':
-            steps = stand_in_steps_per_second(p * k)
+            steps, flops = stand_in_steps_per_second(p * k)
             print(f'STAND-IN step (ResNet-50 conv5 + embedding + semi-hard triplet + Adam on '
-                  f'({p * k}, 16, 8, 1024)): {steps:.3f} steps/s')
-            print(f'Ratio sampler / stand-in step: {rate / steps:.1f}x (required >= 5x): '
+                  f'({p * k}, 16, 8, 1024)): {steps:.3f} steps/s here, {flops / 1e12:.3f} '
+                  f'TFLOP per step')
+            print(f'Ratio sampler / stand-in step: disk {rate / steps:.1f}x, memory '
+                  f'{memory_rate / steps:.1f}x (required >= 5x): '
                   f'{"OK" if rate >= 5 * steps else "TOO SLOW"}')
+            needed = FLAGS.accelerator_tflops * 1e12 / flops
+            print(f'An accelerator sustaining {FLAGS.accelerator_tflops:.0f} TFLOP/s runs '
+                  f'{needed:.0f} steps/s and needs {needed:.0f} batches/s '
+                  f'({needed * batch_bytes / 1e9:.1f} GB/s): disk reader '
+                  f'{rate / needed:.2f}x, in memory {memory_rate / needed:.2f}x of that')
 
         growth = {}
         for num_identities in [int(n) for n in FLAGS.memory_identities]:

@@ -44,11 +44,12 @@ record each (0.25-1 MiB for J4-J2 in float16): efficient on local disks and the 
 object stores, or to feed a fast accelerator, raise `num_parallel_reads`.
 
 In memory. When the pooled set fits in memory (CUHK-SYSU's labelled boxes at J3 are ~7.4 GiB in
-float16), `in_memory_identity_dataset` reads every record once into one array in the storage
-dtype and builds each batch with TensorFlow ops (`tf.gather` of the sampler's record ids, then a
-cast): no Python per record and no file reads after loading, the same sampler and seed, hence the
-same batches as the reader above. `choose_reader` picks it when the set takes at most a fraction
-of the memory available (`in_memory_budget`).
+float16), `load_pooled_set` reads every record once into one array in the storage
+dtype; `record_id_dataset` then yields only each batch's record ids (the same sampler and seed,
+hence the same batches as the reader above) and the consumer gathers the features with
+TensorFlow ops (`gather_features`): no Python per record, no file reads after loading, and on a
+GPU the set sits in device memory, so a batch never crosses the host. `choose_reader` picks it
+when the set takes at most a fraction of the memory available (`in_memory_budget`).
 """
 
 from __future__ import annotations
@@ -238,13 +239,14 @@ def available_memory_bytes() -> int:
 
 
 def choose_reader(manifest: pooled_manifest.PooledManifest, in_memory_budget: float,
-                  available: int | None = None) -> str:
-    """'memory' when the pooled set takes at most `in_memory_budget` x the available memory
-    (0 = never), else 'records' (the random-access reader)."""
+                  available: int | None = None, copies: int = 1) -> str:
+    """'memory' when `copies` of the pooled set (the loaded array, and one per CPU replica)
+    take at most `in_memory_budget` x the available memory (0 = never), else 'records' (the
+    random-access reader)."""
     if not 0.0 <= in_memory_budget <= 1.0:
         raise ValueError(f'in_memory_budget must be in [0, 1], got {in_memory_budget}')
     available = available_memory_bytes() if available is None else available
-    fits = pooled_set_bytes(manifest) <= in_memory_budget * available
+    fits = copies * pooled_set_bytes(manifest) <= in_memory_budget * available
     return 'memory' if in_memory_budget > 0 and fits else 'records'
 
 
@@ -272,29 +274,29 @@ def load_pooled_set(manifest: pooled_manifest.PooledManifest, chunk_records: int
     return features, labels
 
 
-def in_memory_identity_dataset(manifest: pooled_manifest.PooledManifest,
-                               identities_per_batch: int = 32, samples_per_identity: int = 4,
-                               seed: int = 0, start_batch: int = 0,
-                               prefetch_batches: int = 1) -> tf.data.Dataset:
-    """`identity_balanced_dataset`'s batches (same sampler, seed and order) from the whole pooled
-    set held in memory (`load_pooled_set`); each batch is a `tf.gather` of its record ids."""
+def record_id_dataset(manifest: pooled_manifest.PooledManifest, identities_per_batch: int = 32,
+                      samples_per_identity: int = 4, seed: int = 0,
+                      start_batch: int = 0) -> tf.data.Dataset:
+    """The batches of `identity_balanced_dataset` (same sampler, seed and order) as record ids:
+    `(ids, labels)`, int64 (P*K,) rows of `load_pooled_set`'s arrays and their int32 labels. The
+    consumer gathers the features from the set it holds in memory (stage 2 keeps it as a
+    variable on each device and gathers inside its training step)."""
     sampler = IdentityBalancedSampler(manifest.identity_counts, identities_per_batch,
                                       samples_per_identity, seed)
     index = pooled_index.load_record_index(manifest)
-    features, labels = load_pooled_set(manifest)
-    feature_table, label_table = tf.constant(features), tf.constant(labels)
-    del features
     batch_size = sampler.batch_size
 
-    def record_ids() -> Iterator[np.ndarray]:
-        for batch_labels, sample_indices in sampler.batches(start_batch):
-            yield index.record_ids(batch_labels, sample_indices)
+    def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for labels, sample_indices in sampler.batches(start_batch):
+            ids = index.record_ids(labels, sample_indices)
+            yield ids, index.label[ids].astype(np.int32)
 
-    def gather(ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return (tf.cast(tf.gather(feature_table, ids), tf.float32),
-                tf.gather(label_table, ids))
+    return tf.data.Dataset.from_generator(batches, output_signature=(
+        tf.TensorSpec([batch_size], tf.int64), tf.TensorSpec([batch_size], tf.int32))
+    ).prefetch(2)
 
-    dataset = tf.data.Dataset.from_generator(
-        record_ids, output_signature=tf.TensorSpec([batch_size], tf.int64))
-    return dataset.map(gather, num_parallel_calls=2, deterministic=True).prefetch(
-        prefetch_batches)
+
+def gather_features(table: tf.Tensor | tf.Variable, ids: tf.Tensor) -> tf.Tensor:
+    """The float32 features of record `ids` from the pooled set held in memory (a tensor or
+    variable in the storage dtype, `load_pooled_set`'s features)."""
+    return tf.cast(tf.gather(table, ids), tf.float32)

@@ -36,8 +36,8 @@ from absl import logging
 
 from ps_tf.config import ReidConfig, save_config
 from ps_tf.data.identity_sampler import (IdentityBalancedSampler, choose_reader,
-                                         identity_balanced_dataset,
-                                         in_memory_identity_dataset, pooled_set_bytes)
+                                         gather_features, identity_balanced_dataset,
+                                         load_pooled_set, pooled_set_bytes, record_id_dataset)
 from ps_tf.data.pooled import manifest as pooled_manifest
 from ps_tf.losses import HARD, SEMI_HARD, triplet_loss, triplet_statistics
 from ps_tf.models import stage2
@@ -173,6 +173,7 @@ class ReidTrainer(CheckpointedLoop):
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(output_dir, 'checkpoints'), max_to_keep=3)
         self._steps = {}
+        self._pooled_table: tf.Variable | None = None   # set by `train` for in-memory input
         self._joint: PersonSearchModel | None = None
 
     def phase(self, step: int) -> str:
@@ -194,7 +195,11 @@ class ReidTrainer(CheckpointedLoop):
 
         flip, seed = self.config.reid_flip, self.config.reid_seed
 
+        table = self._pooled_table
+
         def replica_step(features, labels):
+            if table is not None:   # the pooled set is in memory: `features` are record ids
+                features = gather_features(table, features)
             if flip:
                 replica = tf.distribute.get_replica_context().replica_id_in_sync_group
                 features = flip_pooled(features, tf.stack([
@@ -245,10 +250,18 @@ class ReidTrainer(CheckpointedLoop):
         if self.step >= self.total_steps:
             logging.info('stage 2 already trained (%d steps)', self.step)
             return self.validate()
-        reader = choose_reader(self.manifest, config.in_memory_budget)
+        on_gpu = bool(tf.config.list_logical_devices('GPU'))
+        reader = choose_reader(self.manifest, config.in_memory_budget, copies=1 + (
+            0 if on_gpu else self.strategy.num_replicas_in_sync))
         started = time.perf_counter()
         if reader == 'memory':
-            dataset = in_memory_identity_dataset(
+            features, _ = load_pooled_set(self.manifest)
+            with self.strategy.scope():   # one copy per device; steps gather their batch there
+                self._pooled_table = tf.Variable(features, trainable=False,
+                                                 name='pooled_features')
+            del features
+            self._steps = {}
+            dataset = record_id_dataset(
                 self.manifest, config.identities_per_batch, config.samples_per_identity,
                 config.reid_seed, start_batch=self.step)
         else:

@@ -257,3 +257,21 @@ def test_reid_training_learns_to_tell_the_training_identities_apart(pooled_run, 
     # Measured on an AVX2 machine: 0.29 -> 0.56 alone, 0.31 -> 0.45 after the module's other
     # tests (the gain varies with the order of the random draws); an untrained branch gains 0.
     assert after >= before + 0.1, (before, after)
+
+
+def test_in_memory_and_disk_input_train_the_same_step(pooled_run, tmp_path, capsys):
+    model_dir, pooled_dir, detector = pooled_run
+    weights = {}
+    for budget, words in ((1.0, 'loaded into memory'), (0.0, 'read from disk per batch')):
+        trainer = reid_training.ReidTrainer(_config(in_memory_budget=budget, hard_epochs=0),
+                                            str(tmp_path / f'reid_{budget}'), pooled_dir,
+                                            detector, IMAGE)
+        start = [v.numpy().copy() for v in trainer.branch.trainable_variables]
+        trainer.train()
+        assert trainer.step == 1 and words in capsys.readouterr().out
+        assert any(not np.array_equal(a, v.numpy())    # the step changed the branch
+                   for a, v in zip(start, trainer.branch.trainable_variables))
+        assert (trainer._pooled_table is not None) == (budget > 0)
+        weights[budget] = [v.numpy() for v in trainer.branch.trainable_variables]
+    for in_memory, from_disk in zip(weights[1.0], weights[0.0]):
+        np.testing.assert_allclose(in_memory, from_disk, rtol=1e-5, atol=1e-6)

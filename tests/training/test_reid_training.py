@@ -92,7 +92,8 @@ def test_checkpoints_land_on_multiples_of_reid_checkpoint_every(pooled_run, tmp_
     # A one-layer branch and a step that only counts: the loop's checkpoint schedule alone is
     # tested (a branch's checkpoint is 100+ MB, its steps slow on a busy CPU).
     monkeypatch.setattr(reid_training.stage2, 'build_stage2_model',
-                        lambda *args: tf.keras.Sequential([tf.keras.layers.Dense(1)]))
+                        lambda *args: tf.keras.Sequential([tf.keras.Input([1]),
+                                                           tf.keras.layers.Dense(1)]))
 
     def train(hard_epochs: int) -> list[int]:
         trainer = reid_training.ReidTrainer(

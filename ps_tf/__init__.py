@@ -12,11 +12,12 @@ data flow reads one way (tests/test_layers.py fails when an import breaks this):
                   per variant (stage2) and trained models restored from disk (loading)
     losses        ps_tf.losses: focal, smooth-L1, the triplet losses
     applications  ps_tf.evaluation, ps_tf.serving, ps_tf.export, ps_tf.serving_client,
-                  ps_tf.search, ps_tf.visualization: they use models, never training
+                  ps_tf.search, ps_tf.app (the operator web app over ps_tf.search),
+                  ps_tf.visualization: they use models, never training
     training      ps_tf.training: the training stages
     commands      ps_tf.commands: the command-line programs (ps-train, ps-evaluate, ps-search,
-                  ps-export, ps-serving-client; train.py, evaluate.py, search.py and export/
-                  run them from a checkout)
+                  ps-search-app, ps-export, ps-serving-client; train.py, evaluate.py, search.py,
+                  search_app.py and export/ run them from a checkout)
 
 Nothing imports ps_tf.training except the training command (ps_tf.commands.train); the other
 commands load models through ps_tf.models.loading.

@@ -18,7 +18,7 @@ LAYERS = {   # package or module prefix -> layer; the longest matching prefix wi
     'ps_tf.models': 2,
     'ps_tf.losses': 3,
     'ps_tf.evaluation': 4, 'ps_tf.serving': 4, 'ps_tf.search': 4, 'ps_tf.visualization': 4,
-    'ps_tf.export': 4, 'ps_tf.serving_client': 4,
+    'ps_tf.export': 4, 'ps_tf.serving_client': 4, 'ps_tf.app': 4,
     'ps_tf.training': 5,
     'ps_tf.commands': 6,
 }

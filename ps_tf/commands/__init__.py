@@ -9,6 +9,7 @@ checkout works without installing:
 | `ps-train` | `train` | `train.py` |
 | `ps-evaluate` | `evaluate` | `evaluate.py` |
 | `ps-search` | `search` | `search.py` |
+| `ps-search-app` | `search_app` | `search_app.py` |
 | `ps-export` | `export` | `export/export_saved_model.py` |
 | `ps-serving-client` | `serving_client` | `export/serving_client.py` |
 | `ps-preview` | `preview` | `preview.py` |

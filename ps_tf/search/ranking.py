@@ -31,7 +31,7 @@ def rank(index, paths: list[str], query: np.ndarray, top_k: int,
     hits = []
     for position, (value, row) in enumerate(zip(similarity[0], selected[order[0]])):
         time = float(index.detections['det_time'][row])
-        hits.append({'rank': position + 1,
+        hits.append({'rank': position + 1, 'detection': int(row),
                      'file': index.keys[index.detections['det_file'][row]].path,
                      'frame_time': None if time == IMAGE_TIME else time,
                      'box': [round(float(v), 2) for v in index.detections['det_boxes'][row]],

@@ -97,12 +97,16 @@ def _load_index(searcher: Searcher, index_path: str):
 
 
 def update_index(searcher: Searcher, paths: list[str], index_path: str, fps: float,
-                 progress: bool = True, shard: tuple[int, int] | None = None):
+                 progress: bool = True, shard: tuple[int, int] | None = None,
+                 on_file=None):
     """Loads (or starts) the index and runs only new or changed files through the model.
 
     With `shard` = (I, N), indexes only every N-th file from the I-th (`index.shard_of`) into
     the shard file `index.shard_path(index_path, I, N)`, skipping files the index already holds;
     without, first merges any complete set of shard files into the index (`index.merge_shards`).
+
+    `on_file(done, total)`, if given, is called before the first file and after each one (the
+    web app's progress bar).
 
     Returns:
         (the index (or shard), the number of files indexed in this call).
@@ -129,7 +133,9 @@ def update_index(searcher: Searcher, paths: list[str], index_path: str, fps: flo
         todo = known.missing(todo)
     logging.info('gallery: %d files, %d already indexed, %d to index', len(keys),
                  len(keys) - len(todo), len(todo))
-    for key in tqdm(todo, desc='indexing', unit='file', disable=not progress):
+    if on_file:
+        on_file(0, len(todo))
+    for done, key in enumerate(tqdm(todo, desc='indexing', unit='file', disable=not progress)):
         times, found = [], []
         if is_video(key.path):
             # Streamed FRAME_BATCH frames at a time: an hour of 1080p at 1 frame/s would be
@@ -147,6 +153,8 @@ def update_index(searcher: Searcher, paths: list[str], index_path: str, fps: flo
         index.add(key, np.concatenate(times) if times else np.zeros(0),
                   *[np.concatenate([d[name] for d in found]) if found else np.zeros((0,))
                     for name in ('boxes', 'scores', 'embeddings')])
+        if on_file:
+            on_file(done + 1, len(todo))
     if todo or merged_shards:
         index.save(index_path)
     for path in merged_shards:   # only once the index holding them is saved

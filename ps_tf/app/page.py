@@ -29,6 +29,7 @@ PAGE = r"""<!doctype html>
   .group { grid-column: 1 / -1; font-weight: bold; margin-top: 6px; }
   #message { color: #ff8a80; }
   label { font-size: 12px; }
+  #timeline button.selected { background: #4caf50; }
   input[type=number] { width: 60px; }
 </style>
 </head>
@@ -42,7 +43,7 @@ PAGE = r"""<!doctype html>
 <main>
   <div id="files"></div>
   <div id="view"><p id="hint">Pick a file, then click a person to search for them.</p>
-    <div id="frame"></div><p id="caption"></p></div>
+    <div id="frame"></div><p id="caption"></p><div id="timeline"></div></div>
   <div id="side">
     <label>top-k <input id="topk" type="number" value="20" min="1" max="1000"></label>
     <label>min similarity <input id="minsim" type="number" value="-1" step="0.05" min="-1" max="1"></label>
@@ -86,7 +87,7 @@ async function loadFiles() {
   for (const f of files) {
     const div = document.createElement('div');
     div.className = 'file'; div.dataset.id = f.id;
-    div.textContent = (f.video ? '🎞 ' : '') + f.name + ' (' + f.detections + ')';
+    div.textContent = (f.video ? '[video] ' : '') + f.name + ' (' + f.detections + ')';
     div.onclick = () => showFile(f.id, null, null);
     $('files').appendChild(div);
   }
@@ -94,15 +95,25 @@ async function loadFiles() {
 
 async function showFile(fileId, time, highlight) {
   document.querySelectorAll('.file').forEach(e => e.classList.toggle('selected', e.dataset.id == fileId));
-  const detections = (await api(`/api/files/${fileId}/detections`))
-      .filter(d => time === null || d.time === null || Math.abs(d.time - time) < 1e-3);
+  const all = await api(`/api/files/${fileId}/detections`);
+  const times = [...new Set(all.filter(d => d.time !== null).map(d => d.time))].sort((a, b) => a - b);
+  if (time === null && times.length) time = times[0];   // a video opens at its first sighting
+  const detections = all.filter(d => d.time === null || Math.abs(d.time - time) < 1e-3);
+  $('timeline').innerHTML = '';
+  for (const t of times) {   // a video's timeline: one button per frame with people
+    const button = document.createElement('button');
+    button.textContent = t.toFixed(1) + ' s'; button.className = 'time' + (t === time ? ' selected' : '');
+    button.onclick = () => showFile(fileId, t, highlight);
+    $('timeline').appendChild(button);
+  }
   const img = new Image();
   img.src = withToken(`/api/files/${fileId}/frame` + (time === null ? '' : `?time=${time}`));
   await img.decode();
   const frame = $('frame');
   frame.innerHTML = ''; frame.appendChild(img); frame.dataset.fileId = fileId;
   const scale = img.clientWidth / img.naturalWidth;
-  for (const d of detections) {
+  const area = (d) => (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]);
+  for (const d of [...detections].sort((a, b) => area(b) - area(a))) {   // small boxes on top
     const box = document.createElement('div');
     box.className = 'det' + (d.detection === highlight ? ' hit' : '') + (d.detection === lastQuery ? ' query' : '');
     box.dataset.detection = d.detection;

@@ -166,3 +166,19 @@ def test_in_chromium_clicking_alice_shows_her_other_sighting_first(served_app):
         assert browser.find_element(By.ID, 'message').text == ''
     finally:
         browser.quit()
+
+
+def test_the_command_names_a_bad_gallery_or_model_without_a_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    (tmp_path / 'empty').mkdir()
+    _gallery(tmp_path / 'gallery')
+    for gallery, message in ((tmp_path / 'empty', 'no images'),
+                             (tmp_path / 'gallery', 'is neither a train.py model_dir')):
+        result = subprocess.run([sys.executable, os.path.join(root, 'search_app.py'),
+                                 f'--model={tmp_path / "missing"}', f'--gallery={gallery}'],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
+        assert 'Traceback' not in result.stderr

@@ -53,14 +53,20 @@ def main(argv) -> None:
 
     from ps_tf.app.server import create_app
     from ps_tf.app.session import GallerySession
+    from ps_tf.search.media import list_gallery
     from ps_tf.search.searcher import Searcher
 
     if FLAGS.host not in ('127.0.0.1', 'localhost', '::1') and not FLAGS.token:
         raise SystemExit(f'--host={FLAGS.host} exposes the app to other machines: give a '
                          '--token as well')
-    session = GallerySession(Searcher.load(FLAGS.model), FLAGS.gallery,
-                             FLAGS.index or default_index(FLAGS.gallery[0]), FLAGS.fps,
-                             FLAGS.min_score)
+    try:   # the galleries first: listing them is quick, loading the model is not
+        for gallery in FLAGS.gallery:
+            list_gallery(gallery)
+        session = GallerySession(Searcher.load(FLAGS.model), FLAGS.gallery,
+                                 FLAGS.index or default_index(FLAGS.gallery[0]), FLAGS.fps,
+                                 FLAGS.min_score)
+    except ValueError as error:   # a bad model or gallery: its message, no traceback
+        raise SystemExit(f'error: {error}') from None
     token_part = f'?token={FLAGS.token}' if FLAGS.token else ''
     print(f'person search on http://{FLAGS.host}:{FLAGS.port}/{token_part} '
           f'(index {session.index_path}); Ctrl-C stops it', flush=True)

@@ -139,9 +139,8 @@ class GallerySession:
         counts = {}
         if index is not None:
             shown = index.detections['det_scores'] >= self.min_score
-            for key_row in index.detections['det_file'][shown]:
-                path = index.keys[key_row].path
-                counts[path] = counts.get(path, 0) + 1
+            per_key = np.bincount(index.detections['det_file'][shown], minlength=len(index.keys))
+            counts = {key.path: int(n) for key, n in zip(index.keys, per_key)}
         common = os.path.commonpath(self.paths) if len(self.paths) > 1 else os.path.dirname(
             self.paths[0]) if self.paths else ''
         return [{'id': i, 'name': os.path.relpath(path, common), 'video': is_video(path),
@@ -168,7 +167,9 @@ class GallerySession:
 
     def frame(self, file_id: int, time: float | None = None) -> np.ndarray:
         """The image, or the video's sampled frame nearest `time` (seconds)."""
-        path = self.path_of(file_id)
+        return self._pixels(self.path_of(file_id), time)
+
+    def _pixels(self, path: str, time: float | None) -> np.ndarray:
         if not is_video(path):
             return read_image(path)
         return _video_frame(path, self.fps, round(float(time or 0.0), 3))
@@ -180,7 +181,7 @@ class GallerySession:
             raise NotFound(f'no detection {row}')
         path = index.keys[index.detections['det_file'][row]].path
         detection = self._detection(index, row)
-        image = self.frame(self.paths.index(path), detection['time'])
+        image = self._pixels(path, detection['time'])
         x1, y1, x2, y2 = detection['box']
         margin_x, margin_y = 0.1 * (x2 - x1), 0.1 * (y2 - y1)
         top, left = max(0, int(y1 - margin_y)), max(0, int(x1 - margin_x))

@@ -190,15 +190,14 @@ def identity_balanced_dataset(manifest: pooled_manifest.PooledManifest,
     if num_parallel_reads < 1 or prefetch_batches < 0:
         raise ValueError(f'num_parallel_reads must be >= 1 and prefetch_batches >= 0, got '
                          f'{num_parallel_reads} and {prefetch_batches}')
-    sampler = IdentityBalancedSampler(manifest.identity_counts, identities_per_batch,
-                                      samples_per_identity, seed)
     index = pooled_index.load_record_index(manifest)
+    batch_size, batches = _record_id_batches(manifest, index, identities_per_batch,
+                                             samples_per_identity, seed, start_batch)
     reader = pooled_index.RecordReader(index)
-    batch_size = sampler.batch_size
 
     def record_ids() -> Iterator[np.ndarray]:
-        for labels, sample_indices in sampler.batches(start_batch):
-            yield index.record_ids(labels, sample_indices)
+        for ids, _ in batches():
+            yield ids
 
     def read_and_parse(ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         # One map for reading and parsing: fewer batches of intermediate tensors alive at once.
@@ -281,19 +280,27 @@ def record_id_dataset(manifest: pooled_manifest.PooledManifest, identities_per_b
     `(ids, labels)`, int64 (P*K,) rows of `load_pooled_set`'s arrays and their int32 labels. The
     consumer gathers the features from the set it holds in memory (stage 2 keeps it as a
     variable on each device and gathers inside its training step)."""
+    batch_size, batches = _record_id_batches(manifest, pooled_index.load_record_index(manifest),
+                                             identities_per_batch, samples_per_identity, seed,
+                                             start_batch)
+    return tf.data.Dataset.from_generator(batches, output_signature=(
+        tf.TensorSpec([batch_size], tf.int64), tf.TensorSpec([batch_size], tf.int32))
+    ).prefetch(2)
+
+
+def _record_id_batches(manifest, index, identities_per_batch, samples_per_identity, seed,
+                       start_batch):
+    """(P*K, a generator function of the sampler's batches as (record ids int64, labels int32)):
+    the one batch sequence both readers follow."""
     sampler = IdentityBalancedSampler(manifest.identity_counts, identities_per_batch,
                                       samples_per_identity, seed)
-    index = pooled_index.load_record_index(manifest)
-    batch_size = sampler.batch_size
 
     def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for labels, sample_indices in sampler.batches(start_batch):
             ids = index.record_ids(labels, sample_indices)
             yield ids, index.label[ids].astype(np.int32)
 
-    return tf.data.Dataset.from_generator(batches, output_signature=(
-        tf.TensorSpec([batch_size], tf.int64), tf.TensorSpec([batch_size], tf.int32))
-    ).prefetch(2)
+    return sampler.batch_size, batches
 
 
 def gather_features(table: tf.Tensor | tf.Variable, ids: tf.Tensor) -> tf.Tensor:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, from a fresh clone: set up .venv (once) and run ps_tf end to end on the embedded
-# synthetic person-search dataset (no download): build and preview the data, train the detector
+# synthetic person-search dataset (no download): build and preview the data, pretrain the
+# ResNet-50 on drawn clothing attributes (the stand-in for ImageNet), train the detector
 # (stage 1), pool features and train the re-ID branch (stage 2), print the search mAP and top-1 on
 # the synthetic test split, export a SavedModel and search a query person in a folder of images
 # and in a video. Outputs land in runs/demo/; rerunning resumes the training.
@@ -24,7 +25,7 @@ echo "== synthetic dataset: build synthetic_person_search/default and preview it
     --num_images=8 --output="$OUT/preview_query.png"
 echo "previews: $OUT/preview_train.png, $OUT/preview_query.png"
 
-echo "== training: detection -> pooled features -> re-ID -> search metrics (synthetic preset)"
+echo "== training: backbone pretraining -> detection -> pooled features -> re-ID -> search metrics (synthetic preset)"
 .venv/bin/python train.py --preset=synthetic --model_dir="$OUT/model"
 
 echo "== export: SavedModel for TF Serving (reloaded in a fresh process and checked)"

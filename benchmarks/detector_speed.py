@@ -52,7 +52,7 @@ def median_seconds(fn, repeats: int) -> float:
 
 def measure(variant: str, size: int, batch: int, precision: str,
             repeats: int) -> dict[str, float]:
-    config = dataclasses.replace(config_lib.PRESETS['synthetic'], variant=variant,
+    config = dataclasses.replace(config_lib.PRESETS['synthetic'], variant=variant, weights='none',
                                  image_size=size, mixed_precision=precision)
     model = factory.build_model(config)
     images = tf.random.uniform([batch, size, size, 3], 0, 255)

@@ -100,7 +100,8 @@ def forward_activation_bytes(function) -> int:
 
 
 def stage1_rows(preset: str) -> list[dict]:
-    config = _float32(config_lib.PRESETS[preset])
+    # Random weights: the preset's own may be a pretraining run's, which costs the same.
+    config = dataclasses.replace(_float32(config_lib.PRESETS[preset]), weights='none')
     size, batch = config.image_size, config.batch_size
     model = factory.build_model(config)
     model(tf.zeros([1, size, size, 3]), training=False)

@@ -16,9 +16,9 @@ from ps_tf.evaluation import predictions as predictions_lib
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATASET = 'synthetic_person_search/tiny'
 
-# One switch, the `tiny` preset: 64-px images, a few detection steps, 2 re-ID steps, float32,
-# every dataset setting on synthetic_person_search/tiny; J4, the cheapest re-ID branch, from a
-# settings file (--config_file).
+# One switch, the `tiny` preset: a few pretraining steps, 64-px images, a few detection steps,
+# 2 re-ID steps, float32, every dataset setting on the tiny datasets; J4, the cheapest re-ID
+# branch, from a settings file (--config_file).
 TINY_FLAGS = ['--preset=tiny']
 SETTINGS = {'detection': {'variant': 'J4'}, 'reid': {'embedding_dim': 8}}
 
@@ -42,9 +42,14 @@ def trained(tmp_path_factory, tiny_synthetic_data_dir):
 
 def test_stage_all_runs_every_stage_and_reports_search_metrics(trained):
     model_dir, stdout, _ = trained
-    for marker in ('== 1/3 detection', '== 2/3 features', '== 3/3 reid',
+    for marker in ('== 1/4 pretrain', '== 2/4 detection', '== 3/4 features', '== 4/4 reid',
                    f'person search on {DATASET}: mAP'):
         assert marker in stdout
+    # The preset's recipe: the detector starts from this run's own pretrained ResNet-50 and
+    # keeps the shared blocks as pretrained.
+    detection = json.loads((model_dir / 'config.json').read_text())
+    assert detection['weights'] == str(model_dir / 'pretrain' / 'resnet50.h5')
+    assert detection['freeze_shared_trunk'] and pathlib.Path(detection['weights']).exists()
     results = json.loads((model_dir / 'results.json').read_text())
     for key in ('mAP', 'top1', 'det_ap', 'detection_det_ap', 'total_minutes'):
         assert 0.0 <= results[key] <= (1.0 if key != 'total_minutes' else 60.0), key

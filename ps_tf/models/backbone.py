@@ -56,12 +56,15 @@ def resnet50(weights: str = 'none', freeze_batch_norm: bool = False) -> tf.keras
 
     Raises:
         FileNotFoundError: `weights` is a path that does not exist.
-        ValueError: the weights file does not fit ResNet-50.
+        ValueError: the weights file does not fit ResNet-50, or `weights` is 'pretrained'.
         RuntimeError: ImageNet weights could not be downloaded.
     """
     keras_weights = None
     if weights == 'imagenet':
         keras_weights = 'imagenet'
+    elif weights == 'pretrained':   # a run's own pretraining: only train.py knows the run
+        raise ValueError("backbone weights 'pretrained' mean a run's own pretraining stage, which "
+                         'train.py resolves to <model_dir>/pretrain/resnet50.h5; pass that file')
     elif weights not in ('none', None, ''):
         if not os.path.exists(weights) and not os.path.exists(weights + '.index'):
             raise FileNotFoundError(f'backbone weights file {weights} does not exist (expected '

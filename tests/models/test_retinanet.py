@@ -113,6 +113,9 @@ def test_backbone_weight_errors_name_the_file(tmp_path):
         backbone.resnet50(weights=path)
     with pytest.raises(ValueError, match='unknown variant'):
         build_detector('J5')
+    # The synthetic preset's 'pretrained' is a run's own pretraining; only train.py resolves it.
+    with pytest.raises(ValueError, match=r'train.py resolves to <model_dir>/pretrain'):
+        backbone.resnet50(weights='pretrained')
 
 
 def test_detect_refuses_non_square_input():

@@ -11,7 +11,7 @@ from ps_tf.models import factory
 
 def make_stage1_run(model_dir: str, variant: str = 'J4', image_size: int = 64) -> str:
     """Writes the run (synthetic preset, `variant`, `image_size`); returns the checkpoint."""
-    config = dataclasses.replace(config_lib.PRESETS['synthetic'], variant=variant,
+    config = dataclasses.replace(config_lib.PRESETS['synthetic'], variant=variant, weights='none',
                                  image_size=image_size)
     config_lib.save_config(config, model_dir)
     model = factory.build_model(config)

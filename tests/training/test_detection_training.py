@@ -22,7 +22,8 @@ def _tiny_config(**overrides) -> config_lib.DetectionConfig:
     settings = dict(datasets='synthetic_person_search/tiny:1',
                     validation='synthetic_person_search/tiny:gallery', image_size=64,
                     batch_size=2, steps_per_epoch=1, epochs=2, warmup_epochs=1, log_every=1,
-                    checkpoint_every=1, eval_every=0, mixed_precision='float32')
+                    checkpoint_every=1, eval_every=0, mixed_precision='float32',
+                    weights='none', freeze_shared_trunk=False)
     return dataclasses.replace(config_lib.PRESETS['synthetic'], **{**settings, **overrides})
 
 
@@ -157,7 +158,7 @@ def test_two_logical_cpu_devices_train_with_mirrored_strategy_in_float16(
          '--datasets=synthetic_person_search/tiny:1',
          '--validation=synthetic_person_search/tiny:gallery', '--image_size=64',
          '--batch_size=2', '--steps_per_epoch=1', '--epochs=2', '--eval_every=0',
-         '--mixed_precision=float16',
+         '--mixed_precision=float16', '--weights=none',
          '--num_cpu_devices=2'], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     saved = json.load(open(os.path.join(model_dir, 'config.json')))

@@ -24,13 +24,24 @@ PAGE = r"""<!doctype html>
   .det.hit { border-color: #4caf50; }
   #side { overflow-y: auto; border-left: 1px solid #333; padding: 8px; }
   #hits { display: grid; grid-template-columns: repeat(3, 1fr); gap: 6px; }
-  .hit { background: #2b2d31; padding: 4px; cursor: pointer; font-size: 11px; }
-  .hit img { width: 100%; height: 150px; object-fit: contain; background: #000; }
+  #hits .hit { background: #2b2d31; padding: 4px; cursor: pointer; font-size: 11px; }
+  #hits .hit img { width: 100%; height: 150px; object-fit: contain; background: #000; }
   .group { grid-column: 1 / -1; font-weight: bold; margin-top: 6px; }
   #message { color: #ff8a80; }
   label { font-size: 12px; }
   #timeline button.selected { background: #4caf50; }
   input[type=number] { width: 60px; }
+  #frame.drawing { cursor: crosshair; user-select: none; touch-action: none; }
+  .drawn { position: absolute; border: 2px dashed #03a9f4; pointer-events: none; box-sizing: border-box; }
+  .controls { margin-bottom: 6px; }
+  #actions { margin-bottom: 6px; font-size: 12px; }
+  #actions a { color: #90caf9; margin-left: 6px; }
+  #hits .hit.confirmed { outline: 3px solid #4caf50; }
+  #hits .hit.rejected { opacity: 0.35; }
+  .marking button { padding: 0 6px; }
+  #hits .hit.confirmed .confirm { background: #4caf50; }
+  #hits .hit.rejected .reject { background: #e57373; }
+  .marking a { color: #90caf9; margin-left: 4px; }
 </style>
 </head>
 <body>
@@ -42,13 +53,23 @@ PAGE = r"""<!doctype html>
 </header>
 <main>
   <div id="files"></div>
-  <div id="view"><p id="hint">Pick a file, then click a person to search for them.</p>
-    <div id="frame"></div><p id="caption"></p><div id="timeline"></div></div>
+  <div id="view"><p id="hint">Pick a file, then click a person to search for them; or upload a picture of them and draw a box around them.</p>
+    <div id="frame"></div><p id="caption"></p><div id="timeline"></div>
+    <div id="draw-tools" hidden><button id="search-box" disabled>Search this box</button> <span id="box-text"></span></div></div>
   <div id="side">
-    <label>top-k <input id="topk" type="number" value="20" min="1" max="1000"></label>
-    <label>min similarity <input id="minsim" type="number" value="-1" step="0.05" min="-1" max="1"></label>
-    <label><input id="group" type="checkbox"> group by file</label>
+    <div class="controls">
+      <label>top-k <input id="topk" type="number" value="20" min="1" max="1000"></label>
+      <label>min similarity <input id="minsim" type="number" value="-1" step="0.05" min="-1" max="1"></label>
+      <label><input id="group" type="checkbox"> group by file</label>
+    </div>
+    <div class="controls"><label>upload query <input id="upload" type="file" accept="image/jpeg,image/png,image/bmp"></label></div>
     <p id="query"></p>
+    <div id="actions" hidden>
+      <span id="marks"></span>
+      <button id="rerank" title="search again with the query and the confirmed hits, without the rejected ones">Re-rank</button>
+      <button id="clear-marks">Clear marks</button>
+      export <a id="export-json" download="hits.json">hits.json</a><a id="export-sheet" download="contact_sheet.png">contact sheet</a>
+    </div>
     <div id="hits"></div>
   </div>
 </main>
@@ -56,15 +77,23 @@ PAGE = r"""<!doctype html>
 const token = new URLSearchParams(location.search).get('token');
 const withToken = (url) => token ? url + (url.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(token) : url;
 const $ = (id) => document.getElementById(id);
-let lastQuery = null;
+const escapeHtml = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+let lastQuery = null;    // {detection: row}, or {upload: name, box: 'x1,y1,x2,y2'}
+let maxUploadBytes = 20 * 1024 * 1024;
 
 async function api(url, options) {
   const response = await fetch(withToken(url), options);
-  const body = await response.json();
-  if (!response.ok) { $('message').textContent = body.detail || response.statusText; throw new Error(body.detail); }
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const detail = body.detail ? (typeof body.detail === 'string' ? body.detail : JSON.stringify(body.detail)) : response.statusText;
+    $('message').textContent = detail; throw new Error(detail);
+  }
   $('message').textContent = '';
   return body;
 }
+
+const queryParams = (q) => q.upload ? `upload=${encodeURIComponent(q.upload)}&box=${q.box}` : `detection=${q.detection}`;
+const rankingParams = () => `top_k=${$('topk').value}&min_similarity=${$('minsim').value}`;
 
 function formatTime(t) { return t === null ? '' : ' @ ' + t.toFixed(1) + ' s'; }
 
@@ -76,6 +105,7 @@ async function pollStatus() {
       ? `indexing ${s.done}/${s.total} files` : s.state === 'error' ? 'indexing failed: ' + s.error
       : `${s.files} files, ${s.detections} detections`;
   $('status').dataset.state = s.state;
+  maxUploadBytes = s.max_upload_bytes;
   if (s.state === 'ready' && !$('files').dataset.loaded) await loadFiles();
   if (s.state !== 'ready' && s.state !== 'error') setTimeout(pollStatus, 500);
 }
@@ -91,6 +121,15 @@ async function loadFiles() {
     div.onclick = () => showFile(f.id, null, null);
     $('files').appendChild(div);
   }
+}
+
+function clearFrame() {   // leaves the upload view, if shown
+  const frame = $('frame');
+  frame.innerHTML = ''; frame.className = '';
+  frame.onpointerdown = frame.onpointermove = frame.onpointerup = null;
+  delete frame.dataset.upload; delete frame.dataset.fileId;
+  $('draw-tools').hidden = true;
+  return frame;
 }
 
 async function showFile(fileId, time, highlight) {
@@ -109,30 +148,85 @@ async function showFile(fileId, time, highlight) {
   const img = new Image();
   img.src = withToken(`/api/files/${fileId}/frame` + (time === null ? '' : `?time=${time}`));
   await img.decode();
-  const frame = $('frame');
-  frame.innerHTML = ''; frame.appendChild(img); frame.dataset.fileId = fileId;
+  const frame = clearFrame();
+  frame.appendChild(img); frame.dataset.fileId = fileId;
   const scale = img.clientWidth / img.naturalWidth;
   const area = (d) => (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]);
   for (const d of [...detections].sort((a, b) => area(b) - area(a))) {   // small boxes on top
     const box = document.createElement('div');
-    box.className = 'det' + (d.detection === highlight ? ' hit' : '') + (d.detection === lastQuery ? ' query' : '');
+    box.className = 'det' + (d.detection === highlight ? ' hit' : '') + (lastQuery && d.detection === lastQuery.detection ? ' query' : '');
     box.dataset.detection = d.detection;
     const [x1, y1, x2, y2] = d.box;
     Object.assign(box.style, {left: x1 * scale + 'px', top: y1 * scale + 'px',
                               width: (x2 - x1) * scale + 'px', height: (y2 - y1) * scale + 'px'});
     box.title = 'score ' + d.score + formatTime(d.time) + ': click to search for this person';
-    box.onclick = () => search(d.detection);
+    box.onclick = () => search({detection: d.detection});
     frame.appendChild(box);
   }
   $('caption').textContent = document.querySelector(`.file[data-id="${fileId}"]`).textContent + formatTime(time);
 }
 
-async function search(detection) {
-  lastQuery = detection;
+async function uploadQuery() {
+  const file = $('upload').files[0];
+  $('upload').value = '';   // so that choosing the same file again uploads it again
+  if (!file) return;
+  if (file.size > maxUploadBytes) {   // the server refuses it too; this saves sending it
+    $('message').textContent = `${file.name} is ${(file.size / 2 ** 20).toFixed(1)} MB; the limit is ${(maxUploadBytes / 2 ** 20).toFixed(0)} MB`;
+    return;
+  }
+  const upload = await api('/api/uploads', {method: 'POST', body: file,
+                                            headers: {'Content-Type': file.type || 'application/octet-stream'}});
+  await showUpload(upload, file.name);
+}
+
+async function showUpload(upload, fileName) {
+  document.querySelectorAll('.file').forEach(e => e.classList.remove('selected'));
+  $('timeline').innerHTML = '';
+  const img = new Image();
+  img.src = withToken(`/api/uploads/${upload.upload}`); img.draggable = false;
+  await img.decode();
+  const frame = clearFrame();
+  frame.appendChild(img); frame.dataset.upload = upload.upload; frame.className = 'drawing';
+  $('caption').textContent = `uploaded ${fileName} (${upload.width} x ${upload.height}): drag a box around the person, then search`;
+  $('draw-tools').hidden = false; $('search-box').disabled = true; $('box-text').textContent = '';
+  let start = null, box = null;
+  const drawn = document.createElement('div');
+  drawn.className = 'drawn'; drawn.hidden = true; frame.appendChild(drawn);
+  const point = (e) => {   // image pixels under the pointer, clamped to the image
+    const r = img.getBoundingClientRect(), scale = img.naturalWidth / r.width;
+    return [Math.min(Math.max(e.clientX - r.left, 0), r.width) * scale,
+            Math.min(Math.max(e.clientY - r.top, 0), r.height) * scale];
+  };
+  const update = (end) => {
+    box = [Math.min(start[0], end[0]), Math.min(start[1], end[1]), Math.max(start[0], end[0]), Math.max(start[1], end[1])].map(Math.round);
+    const scale = img.clientWidth / img.naturalWidth;
+    Object.assign(drawn.style, {left: box[0] * scale + 'px', top: box[1] * scale + 'px',
+                                width: (box[2] - box[0]) * scale + 'px', height: (box[3] - box[1]) * scale + 'px'});
+    drawn.hidden = false;
+    $('box-text').textContent = 'box ' + box.join(', ');
+    $('search-box').disabled = box[2] - box[0] < 2 || box[3] - box[1] < 2;
+  };
+  frame.onpointerdown = (e) => { e.preventDefault(); frame.setPointerCapture(e.pointerId); start = point(e); update(start); };
+  frame.onpointermove = (e) => { if (start) update(point(e)); };
+  frame.onpointerup = (e) => { if (start) { update(point(e)); start = null; } };
+  $('search-box').onclick = () => search({upload: upload.upload, box: box.join(',')});
+}
+
+function showMarks(counts) {
+  $('marks').textContent = `${counts.confirmed} confirmed, ${counts.rejected} rejected`;
+}
+
+async function search(query) {
+  lastQuery = query;
   const started = performance.now();
-  const result = await api(`/api/search?detection=${detection}&top_k=${$('topk').value}&min_similarity=${$('minsim').value}`);
+  const result = await api(`/api/search?${queryParams(query)}&${rankingParams()}`);
   const seconds = ((performance.now() - started) / 1000).toFixed(3);
-  $('query').innerHTML = `<img src="${withToken('/api/detections/' + detection + '/crop')}" height="80"> query; ${result.hits.length} hits in ${seconds} s`;
+  const thumbnail = query.upload ? `/api/uploads/${query.upload}?box=${query.box}` : `/api/detections/${query.detection}/crop`;
+  $('query').innerHTML = `<img src="${withToken(thumbnail)}" height="80"> query; ${result.hits.length} hits in ${seconds} s`;
+  showMarks(result.marks);
+  $('export-json').href = withToken(`/api/export/hits.json?${queryParams(query)}&${rankingParams()}`);
+  $('export-sheet').href = withToken(`/api/export/contact_sheet.png?${queryParams(query)}&${rankingParams()}`);
+  $('actions').hidden = false;
   const hits = $('hits'); hits.innerHTML = '';
   let list = result.hits;
   if ($('group').checked) list = [...list].sort((a, b) => a.file_id - b.file_id || (a.frame_time || 0) - (b.frame_time || 0));
@@ -142,18 +236,42 @@ async function search(detection) {
       group = h.file_id;
       const g = document.createElement('div'); g.className = 'group'; g.textContent = h.name; hits.appendChild(g);
     }
-    const div = document.createElement('div');
-    div.className = 'hit'; div.dataset.detection = h.detection; div.dataset.fileId = h.file_id;
-    div.innerHTML = `<img src="${withToken('/api/detections/' + h.detection + '/crop')}">` +
-        `<div>#${h.rank} sim ${h.similarity.toFixed(3)} · det ${h.score.toFixed(2)}</div>` +
-        `<div class="name">${h.name}${formatTime(h.frame_time)}</div>`;
-    div.onclick = () => showFile(h.file_id, h.frame_time, h.detection);
-    hits.appendChild(div);
+    hits.appendChild(hitCard(h));
   }
+}
+
+function hitCard(h) {
+  const div = document.createElement('div');
+  div.className = 'hit' + (h.mark ? ' ' + h.mark : ''); div.dataset.detection = h.detection; div.dataset.fileId = h.file_id;
+  const strip = h.frame_time === null ? '' :
+      `<a class="strip" target="_blank" title="this frame and its neighbours" href="${withToken('/api/detections/' + h.detection + '/strip.png')}">frames</a>`;
+  div.innerHTML = `<img src="${withToken('/api/detections/' + h.detection + '/crop')}">` +
+      `<div>#${h.rank} sim ${h.similarity.toFixed(3)} · det ${h.score.toFixed(2)}</div>` +
+      `<div class="name">${escapeHtml(h.name)}${formatTime(h.frame_time)}</div>` +
+      `<div class="marking"><button class="confirm" title="confirm: the same person">✓</button>` +
+      `<button class="reject" title="reject: someone else">✗</button>${strip}</div>`;
+  div.onclick = () => showFile(h.file_id, h.frame_time, h.detection);
+  div.querySelector('.confirm').onclick = (e) => { e.stopPropagation(); markHit(div, 'confirmed'); };
+  div.querySelector('.reject').onclick = (e) => { e.stopPropagation(); markHit(div, 'rejected'); };
+  const link = div.querySelector('.strip');
+  if (link) link.onclick = (e) => e.stopPropagation();
+  return div;
+}
+
+async function markHit(div, mark) {   // a second click on the same mark takes it back
+  const wanted = div.classList.contains(mark) ? null : mark;
+  const counts = await api('/api/marks', {method: 'POST', headers: {'Content-Type': 'application/json'},
+                                          body: JSON.stringify({...lastQuery, hit: Number(div.dataset.detection), mark: wanted})});
+  div.classList.remove('confirmed', 'rejected');
+  if (wanted) div.classList.add(wanted);
+  showMarks(counts);
 }
 
 $('rescan').onclick = async () => { await api('/api/rescan', {method: 'POST'}); delete $('files').dataset.loaded; pollStatus(); };
 for (const id of ['topk', 'minsim', 'group']) $(id).onchange = () => lastQuery !== null && search(lastQuery);
+$('upload').onchange = uploadQuery;
+$('rerank').onclick = () => search(lastQuery);
+$('clear-marks').onclick = async () => { await api(`/api/marks?${queryParams(lastQuery)}`, {method: 'DELETE'}); search(lastQuery); };
 pollStatus();
 </script>
 </body>

@@ -7,8 +7,10 @@
 The galleries are indexed in the background with a progress bar; the index file is
 `search.py`'s (`--index`, default `<first gallery>.index.npz` beside it), so files indexed by
 either are reused. "Rescan galleries" indexes files added since. Only files of the galleries are
-served. The app binds 127.0.0.1; to reach it from other machines give `--host=0.0.0.0` and a
-`--token` (then open `http://host:port/?token=...`).
+served. Uploaded query images and the confirm / reject marks are kept in `--state_dir` (default
+`<index without .npz>.app/` beside the index; never inside a gallery), so a restart on the same
+galleries finds them again. The app binds 127.0.0.1; to reach it from other machines give
+`--host=0.0.0.0` and a `--token` (then open `http://host:port/?token=...`). See docs/app.md.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ def define_flags() -> None:
     flags.DEFINE_multi_string('gallery', None, 'Folder, glob, or image / video file (repeat '
                               'for several galleries).')
     flags.DEFINE_string('index', None, 'Index file (default: <first gallery>.index.npz).')
+    flags.DEFINE_string('state_dir', None, 'Where uploaded query images and the confirm / reject '
+                        'marks are kept (default: <index without .npz>.app/ beside the index); '
+                        'outside the galleries.')
     flags.DEFINE_float('fps', 1.0, 'Frames per second sampled from videos.')
     flags.DEFINE_float('min_score', SEARCH_SCORE_THRESHOLD, 'Detections scoring below this are '
                        'neither shown nor ranked.')
@@ -52,24 +57,27 @@ def main(argv) -> None:
     import uvicorn
 
     from ps_tf.app.server import create_app
-    from ps_tf.app.session import GallerySession
+    from ps_tf.app.session import GallerySession, check_state_dir, default_state_dir
     from ps_tf.search.media import list_gallery
     from ps_tf.search.searcher import Searcher
 
     if FLAGS.host not in ('127.0.0.1', 'localhost', '::1') and not FLAGS.token:
         raise SystemExit(f'--host={FLAGS.host} exposes the app to other machines: give a '
                          '--token as well')
-    try:   # the galleries first: listing them is quick, loading the model is not
+    index_path = FLAGS.index or default_index(FLAGS.gallery[0])
+    state_dir = FLAGS.state_dir or default_state_dir(index_path)
+    try:   # galleries and state dir first: checking them is quick, loading the model is not
         for gallery in FLAGS.gallery:
             list_gallery(gallery)
-        session = GallerySession(Searcher.load(FLAGS.model), FLAGS.gallery,
-                                 FLAGS.index or default_index(FLAGS.gallery[0]), FLAGS.fps,
-                                 FLAGS.min_score)
-    except ValueError as error:   # a bad model or gallery: its message, no traceback
+        check_state_dir(state_dir, FLAGS.gallery)
+        session = GallerySession(Searcher.load(FLAGS.model), FLAGS.gallery, index_path,
+                                 FLAGS.fps, FLAGS.min_score, state_dir)
+    except ValueError as error:   # a bad model, gallery or state dir: its message, no traceback
         raise SystemExit(f'error: {error}') from None
     token_part = f'?token={FLAGS.token}' if FLAGS.token else ''
     print(f'person search on http://{FLAGS.host}:{FLAGS.port}/{token_part} '
-          f'(index {session.index_path}); Ctrl-C stops it', flush=True)
+          f'(index {session.index_path}, uploads and marks in {session.state_dir}); Ctrl-C '
+          f'stops it', flush=True)
     uvicorn.run(create_app(session, FLAGS.token), host=FLAGS.host, port=FLAGS.port,
                 log_level='warning')
 

@@ -7,6 +7,7 @@ The model is the content model of `search_fixtures` (people pasted on black, emb
 colours), so the right answer is unambiguous.
 """
 
+import contextlib
 import io
 import json
 import os
@@ -334,29 +335,83 @@ def test_exports_are_search_py_s_hits_json_and_contact_sheet_and_a_video_frame_s
     assert alice not in [hit['detection'] for hit in by_detection['hits']]
 
 
+def _alice_walks_past_bob(path) -> str:
+    """A 10 s video (5 frames/s) of Alice walking to the right towards Bob, who stands: 10 frames
+    sampled at 1/s, each with the two of them and nothing else (at positions that are multiples
+    of 8, the codec's blocks, so that its ringing makes no specks)."""
+    frames = [scene([(ALICE, (8 * second, 16)), (BOB, (96, 8))], size=(64, 112))[0]
+              for second in range(10)]
+    return write_video(path, [frame for frame in frames for _ in range(5)], rate=5)
+
+
+def _probing(searcher, probe):
+    """`searcher`, calling `probe()` before each of its model calls: from the indexing thread,
+    which waits for it, so what the probe sees follows the indexing step by step."""
+    detect = searcher.detect
+
+    def probed(images):
+        probe()
+        return detect(images)
+
+    searcher.detect = probed
+    return searcher
+
+
+def test_status_counts_the_frames_of_the_video_being_indexed(tmp_path):
+    """A long video is one file but minutes of model calls: the status says how far into it
+    indexing is (`video`: its name, frames done, frames expected), and the page's bar moves
+    with it."""
+    gallery = tmp_path / 'gallery'
+    gallery.mkdir()
+    save_png(gallery / 'a.png', scene([(BOB, (10, 10))])[0])
+    _alice_walks_past_bob(gallery / 'walk.mp4')
+    seen = []
+    session = GallerySession(
+        _probing(content_searcher(), lambda: seen.append(client.get('/api/status').json())),
+        [], str(tmp_path / 'index.npz'))
+    client = TestClient(create_app(session))
+    assert client.get('/api/status').json()['video'] is None
+    session.add_gallery(str(gallery), wait=True)
+    progress = [(s['state'], s['done'], s['total'], s['video']) for s in seen]
+    walk = [{'name': 'walk.mp4', 'done': done, 'total': 10} for done in (0, 4, 8)]
+    assert progress == [('indexing', 0, 2, None)] + [('indexing', 1, 2, v) for v in walk]
+    final = client.get('/api/status').json()
+    assert final['state'] == 'ready' and final['done'] == final['total'] == 2
+    assert final['video'] is None and final['detections'] == 21
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def served_app(tmp_path):
-    """The app on 127.0.0.1 in a thread, stopped after the test."""
+@contextlib.contextmanager
+def _serving(session: GallerySession):
+    """The app over `session` on 127.0.0.1 in a thread (its address), stopped afterwards."""
     import uvicorn
 
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(_session(tmp_path)), host='127.0.0.1',
-                                           port=port, log_level='warning'))
+    server = uvicorn.Server(uvicorn.Config(create_app(session), host='127.0.0.1', port=port,
+                                           log_level='warning'))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, 'the app did not start within 30 s'
-    yield f'http://127.0.0.1:{port}'
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.started, 'the app did not start within 30 s'
+        yield f'http://127.0.0.1:{port}'
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def served_app(tmp_path):
+    """The app over `_gallery` (indexed), served on 127.0.0.1 in a thread."""
+    with _serving(_session(tmp_path)) as address:
+        yield address
 
 
 needs_browser = pytest.mark.skipif(
@@ -495,3 +550,67 @@ def test_the_command_names_a_bad_gallery_state_dir_or_model_without_a_traceback(
                                  *more], capture_output=True, text=True, timeout=300)
         assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
         assert 'Traceback' not in result.stderr
+
+
+@needs_browser
+def test_in_chromium_the_bar_moves_within_a_video_whose_hits_sit_on_a_timeline(tmp_path, browser):
+    """Indexing holds at the video's second batch of frames until the page has shown it; then
+    Alice's hits grouped by file put the video's on a timeline, a tick per frame (its best hit:
+    Alice, not Bob), one of which opens its frame."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _gallery(tmp_path / 'gallery')
+    _alice_walks_past_bob(tmp_path / 'gallery' / 'walk.mp4')
+    shown = threading.Event()
+
+    def hold_in_the_video():
+        video = session.status()['video']
+        if video and video['done'] == 4:
+            shown.wait(timeout=60)   # longer than the page's wait below: that one fails first
+
+    session = GallerySession(_probing(content_searcher(), hold_in_the_video), [],
+                             str(tmp_path / 'index.npz'))
+    wait = WebDriverWait(browser, 30)
+    with _serving(session) as address:
+        try:
+            session.add_gallery(str(tmp_path / 'gallery'))
+            browser.get(address)
+            wait.until(lambda b: b.find_element(By.ID, 'status').text
+                       == 'indexing 4/5 files · walk.mp4: frame 4 of 10 sampled')
+            bar = browser.find_element(By.ID, 'progress')
+            filled = bar.find_element(By.CSS_SELECTOR, 'div').size['width']
+            assert abs(filled - bar.size['width'] * 4.4 / 5) < 1.5, filled   # not 4/5 files
+        finally:
+            shown.set()
+        wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, '.file')))
+        assert browser.find_element(By.ID, 'status').text == '5 files, 28 detections'
+        browser.find_element(By.ID, 'topk').clear()
+        browser.find_element(By.ID, 'topk').send_keys('40')   # every other detection: 27
+        next(e for e in browser.find_elements(By.CSS_SELECTOR, '.file')
+             if e.text.startswith('q.png')).click()
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, '#frame .det')) == 2)
+        min(browser.find_elements(By.CSS_SELECTOR, '#frame .det'),
+            key=lambda e: e.location['x']).click()   # Alice
+        wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, '#hits .hit')))
+        browser.find_element(By.ID, 'group').click()
+        ticks = wait.until(lambda b: b.find_elements(By.CSS_SELECTOR,
+                                                     '.group .timeline .tick.sighting'))
+        groups = [g.text.split('\n')[0] for g in browser.find_elements(By.CSS_SELECTOR, '.group')]
+        assert groups == ['a.png · 2 hits', 'b.png · 2 hits', 'c.png · 2 hits', 'q.png · 1 hit',
+                          'walk.mp4 · 20 hits'], groups
+        assert len(ticks) == 10 and all('and 1 more hit in this frame' in tick.get_attribute(
+            'title') for tick in ticks)
+        positions = sorted(tick.location['x'] for tick in ticks)   # 0 s to 9 s, evenly spaced
+        assert np.ptp(np.diff(positions)) <= 1, positions
+        ticks[0].find_element(By.XPATH, '..').find_element(
+            By.XPATH, './div[contains(@title, "at 5.0 s")]').click()
+        wait.until(lambda b: b.find_element(By.ID, 'caption').text.endswith('@ 5.0 s'))
+        assert 'walk.mp4' in browser.find_element(By.ID, 'caption').text
+        hit = browser.find_element(By.CSS_SELECTOR, '#frame .det.hit')   # Alice at x 40
+        assert browser.execute_script(
+            'return arguments[0].offsetLeft / document.querySelector("#frame img").clientWidth'
+            ' * document.querySelector("#frame img").naturalWidth', hit) == pytest.approx(40, abs=1)
+        assert browser.find_element(By.CSS_SELECTOR, '#timeline .selected').text == '5.0 s'
+        assert browser.find_element(By.ID, 'message').text == ''

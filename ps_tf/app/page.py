@@ -11,6 +11,9 @@ PAGE = r"""<!doctype html>
   header h1 { font-size: 16px; margin: 0; }
   #progress { width: 240px; height: 10px; background: #444; }
   #progress div { height: 100%; width: 0; background: #4caf50; }
+  #progress.indeterminate { background: repeating-linear-gradient(-45deg, #444 0 6px, #555 6px 12px);
+                            background-size: 17px 100%; animation: crawl 1s linear infinite; }
+  @keyframes crawl { to { background-position: 17px 0; } }
   main { display: grid; grid-template-columns: 220px 1fr 420px; height: calc(100vh - 44px); }
   #files { overflow-y: auto; border-right: 1px solid #333; }
   .file { padding: 4px 8px; cursor: pointer; font-size: 13px; }
@@ -27,6 +30,11 @@ PAGE = r"""<!doctype html>
   #hits .hit { background: #2b2d31; padding: 4px; cursor: pointer; font-size: 11px; }
   #hits .hit img { width: 100%; height: 150px; object-fit: contain; background: #000; }
   .group { grid-column: 1 / -1; font-weight: bold; margin-top: 6px; }
+  .group .timeline { position: relative; height: 14px; margin: 4px 0 2px; background: #2b2d31; }
+  .timeline .tick { position: absolute; top: 0; width: 3px; height: 100%; margin-left: -1px; background: #666; }
+  .timeline .tick.sighting { background: #4caf50; cursor: pointer; z-index: 1; }
+  .timeline .tick.sighting:hover { background: #a5d6a7; }
+  .group .ends { display: flex; justify-content: space-between; font-size: 10px; font-weight: normal; color: #999; }
   #message { color: #ff8a80; }
   label { font-size: 12px; }
   #timeline button.selected { background: #4caf50; }
@@ -96,13 +104,26 @@ const queryParams = (q) => q.upload ? `upload=${encodeURIComponent(q.upload)}&bo
 const rankingParams = () => `top_k=${$('topk').value}&min_similarity=${$('minsim').value}`;
 
 function formatTime(t) { return t === null ? '' : ' @ ' + t.toFixed(1) + ' s'; }
+const count = (n) => n.toLocaleString('en-US');
+
+function progressFraction(s) {   // files done, plus the part of the video being indexed
+  const v = s.video, within = v && v.total ? Math.min(v.done / v.total, 1) : 0;
+  return s.total ? Math.min((s.done + within) / s.total, 1) : (s.state === 'ready' ? 1 : 0);
+}
+
+function indexingText(s) {   // a long video is one file but many frames: count those too
+  const v = s.video;
+  const frames = !v ? '' : ` · ${v.name}: frame ${count(v.done)} of ` +
+      (v.total === null ? '?' : count(Math.max(v.total, v.done))) + ' sampled';
+  return `indexing ${s.done}/${s.total} files${frames}`;
+}
 
 async function pollStatus() {
   const s = await api('/api/status');
-  const fraction = s.total ? s.done / s.total : (s.state === 'ready' ? 1 : 0);
-  $('progress').firstElementChild.style.width = (100 * fraction) + '%';
-  $('status').textContent = s.state === 'indexing'
-      ? `indexing ${s.done}/${s.total} files` : s.state === 'error' ? 'indexing failed: ' + s.error
+  $('progress').firstElementChild.style.width = (100 * progressFraction(s)) + '%';
+  $('progress').classList.toggle('indeterminate', Boolean(s.video && s.video.total === null));
+  $('status').textContent = s.state === 'indexing' ? indexingText(s)
+      : s.state === 'error' ? 'indexing failed: ' + s.error
       : `${s.files} files, ${s.detections} detections`;
   $('status').dataset.state = s.state;
   maxUploadBytes = s.max_upload_bytes;
@@ -234,10 +255,45 @@ async function search(query) {
   for (const h of list) {
     if ($('group').checked && h.file_id !== group) {
       group = h.file_id;
-      const g = document.createElement('div'); g.className = 'group'; g.textContent = h.name; hits.appendChild(g);
+      hits.appendChild(groupHeader(h, list.filter(other => other.file_id === h.file_id)));
     }
     hits.appendChild(hitCard(h));
   }
+}
+
+function groupHeader(first, hits) {   // a file's name; for a video, a timeline of its hits
+  const g = document.createElement('div');
+  g.className = 'group'; g.dataset.fileId = first.file_id;
+  g.textContent = `${first.name} · ${hits.length} hit${hits.length === 1 ? '' : 's'}`;
+  if (first.frame_time !== null) fillTimeline(g, first.file_id, hits);   // not awaited: the cards show at once
+  return g;
+}
+
+async function fillTimeline(g, fileId, hits) {
+  // Ticks from 0 s to the video's last frame with people: grey where anyone is, green where a hit
+  // is (click: open the frame).
+  const times = [...new Set((await api(`/api/files/${fileId}/detections`)).map(d => d.time))];
+  const end = Math.max(...times, ...hits.map(h => h.frame_time)) || 1;
+  const line = document.createElement('div'); line.className = 'timeline';
+  const tick = (t, className) => {
+    const div = document.createElement('div');
+    div.className = 'tick ' + className; div.style.left = (100 * t / end) + '%';
+    line.appendChild(div);
+    return div;
+  };
+  for (const t of times) tick(t, 'people').title = t.toFixed(1) + ' s: people';
+  const perFrame = new Map();   // frame time -> its hits, best-ranked first: one tick each
+  for (const h of [...hits].sort((a, b) => a.rank - b.rank)) perFrame.set(h.frame_time, [...(perFrame.get(h.frame_time) || []), h]);
+  for (const [t, [h, ...others]] of perFrame) {
+    const div = tick(t, 'sighting'), more = others.length;
+    div.title = `#${h.rank} at ${t.toFixed(1)} s, sim ${h.similarity.toFixed(3)}` +
+        (more ? ` (and ${more} more hit${more === 1 ? '' : 's'} in this frame)` : '') + ': click to open';
+    div.dataset.detection = h.detection;
+    div.onclick = () => showFile(h.file_id, h.frame_time, h.detection);
+  }
+  const ends = document.createElement('div'); ends.className = 'ends';
+  ends.innerHTML = `<span>0 s</span><span>${end.toFixed(1)} s</span>`;
+  g.append(line, ends);
 }
 
 function hitCard(h) {

@@ -2,7 +2,8 @@
 step) and a JSON/JPEG/PNG API over a `GallerySession`.
 
     GET    /                                  the page
-    GET    /api/status                        indexing progress: state, done, total, files, ...
+    GET    /api/status                        indexing progress: state, files done of total, the
+                                              video being indexed (frames done of expected), ...
     GET    /api/files                         the gallery files (id, name, video, detections)
     GET    /api/files/{id}/detections         a file's detections (row, time, box, score)
     GET    /api/files/{id}/frame?time=t       the image, or the video frame at t s, as JPEG

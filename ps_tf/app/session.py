@@ -118,7 +118,7 @@ class GallerySession:
         self.paths: list[str] = []
         self.index = None
         self._lock = threading.Lock()
-        self._status = {'state': 'idle', 'done': 0, 'total': 0, 'error': None}
+        self._status = {'state': 'idle', 'done': 0, 'total': 0, 'error': None, 'video': None}
         self._thread: threading.Thread | None = None
         self._running = False    # an indexing thread runs (or is about to)
         self._pending = False    # the galleries changed since that thread started its pass
@@ -170,17 +170,25 @@ class GallerySession:
             self._index()
 
     def _index(self) -> None:
-        self._set_status(state='indexing', done=0, total=0, error=None)
+        self._set_status(state='indexing', done=0, total=0, error=None, video=None)
         try:
             index, _ = update_index(self.searcher, list(self.paths), self.index_path, self.fps,
-                                    progress=False,
-                                    on_file=lambda done, total: self._set_status(done=done,
-                                                                                 total=total))
+                                    progress=False, on_file=self._file_indexed,
+                                    on_frame=self._frames_indexed)
             with self._lock:
                 self.index = index
-            self._set_status(state='ready')
+            self._set_status(state='ready', video=None)
         except Exception as error:   # shown in the page; the app keeps serving
-            self._set_status(state='error', error=f'{type(error).__name__}: {error}')
+            self._set_status(state='error', error=f'{type(error).__name__}: {error}', video=None)
+
+    def _file_indexed(self, done: int, total: int) -> None:
+        """`done` of `total` files indexed; the video among them, if any, is finished."""
+        self._set_status(done=done, total=total, video=None)
+
+    def _frames_indexed(self, path: str, done: int, total: int | None) -> None:
+        """`done` of the video's `total` sampled frames indexed (None: its length is unknown):
+        the progress within one file, which for a long video lasts minutes."""
+        self._set_status(video={'name': os.path.basename(path), 'done': done, 'total': total})
 
     def _set_status(self, **values) -> None:
         with self._lock:
@@ -198,6 +206,9 @@ class GallerySession:
                     return
 
     def status(self) -> dict:
+        """Indexing: `state` ('idle', 'indexing', 'ready' or 'error' with `error`), `done` of
+        `total` files, `video` (while one is indexed: its `name` and `done` of `total` sampled
+        frames, `total` None when unknown), and the gallery's `files` and `detections`."""
         with self._lock:
             detections = len(self.index) if self.index is not None else 0
             return {**self._status, 'files': len(self.paths), 'detections': detections}

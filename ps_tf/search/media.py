@@ -62,6 +62,29 @@ def video_frames(path: str, fps: float):
             yield round(time, 3), frame.to_ndarray(format='rgb24')
 
 
+def sampled_frame_count(path: str, fps: float) -> int | None:
+    """How many frames `video_frames(path, fps)` will yield, without decoding them: for a
+    progress bar over a long video (an hour at 1 frame/s is 3,600 model calls). Exact for frames
+    evenly spaced from time 0 (what encoders write); an estimate otherwise. From the stream's
+    frame count, or the container's duration times the frame rate when the stream does not say
+    (Matroska); None when neither is known.
+    """
+    import av
+
+    if fps <= 0:
+        raise ValueError(f'fps must be > 0, got {fps}')
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate or 0)
+        frames = stream.frames
+        if not frames and container.duration and rate:
+            frames = round(container.duration / av.time_base * rate)
+    if not frames or not rate:
+        return None
+    # video_frames keeps one frame per 1/fps-second slot from 0 to the last frame's time.
+    return min(frames, int((frames - 1) * fps / rate + 1e-6) + 1)
+
+
 def read_image(path: str) -> np.ndarray:
     """(H, W, 3) uint8 RGB, decoded by PIL: search.py's one image decoder.
 

@@ -13,7 +13,8 @@ import os
 import numpy as np
 from absl import logging
 
-from ps_tf.search.media import IMAGE_TIME, encode_lossless, is_video, read_image, video_frames
+from ps_tf.search.media import (IMAGE_TIME, encode_lossless, is_video, read_image,
+                                sampled_frame_count, video_frames)
 
 FRAME_BATCH = 4   # video frames per detect_images call
 
@@ -98,7 +99,7 @@ def _load_index(searcher: Searcher, index_path: str):
 
 def update_index(searcher: Searcher, paths: list[str], index_path: str, fps: float,
                  progress: bool = True, shard: tuple[int, int] | None = None,
-                 on_file=None):
+                 on_file=None, on_frame=None):
     """Loads (or starts) the index and runs only new or changed files through the model.
 
     With `shard` = (I, N), indexes only every N-th file from the I-th (`index.shard_of`) into
@@ -106,7 +107,10 @@ def update_index(searcher: Searcher, paths: list[str], index_path: str, fps: flo
     without, first merges any complete set of shard files into the index (`index.merge_shards`).
 
     `on_file(done, total)`, if given, is called before the first file and after each one (the
-    web app's progress bar).
+    web app's progress bar). `on_frame(path, done, total)`, if given, is called for each video
+    before its first frame and after each batch of `FRAME_BATCH` frames, `done` counting its
+    sampled frames so far and `total` their expected number (`sampled_frame_count`, None when
+    the file does not say): a long video is one file but minutes of model calls.
 
     Returns:
         (the index (or shard), the number of files indexed in this call).
@@ -141,11 +145,16 @@ def update_index(searcher: Searcher, paths: list[str], index_path: str, fps: flo
             # Streamed FRAME_BATCH frames at a time: an hour of 1080p at 1 frame/s would be
             # 22 GB decoded at once.
             frames = video_frames(key.path, key.fps)
+            expected = sampled_frame_count(key.path, key.fps) if on_frame else None
+            if on_frame:
+                on_frame(key.path, 0, expected)
             while batch := list(itertools.islice(frames, FRAME_BATCH)):
                 for (time, _), detections in zip(batch, searcher.detect(
                         np.stack([frame for _, frame in batch]))):
                     times.append(np.full(len(detections['scores']), time))
                     found.append(detections)
+                if on_frame:
+                    on_frame(key.path, len(times), expected)
         else:
             detections = searcher.detect(read_image(key.path)[None])[0]
             times.append(np.full(len(detections['scores']), IMAGE_TIME))

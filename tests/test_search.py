@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from ps_tf.search import media, pipeline
-from search_fixtures import content_searcher, person, save_png, scene
+from search_fixtures import content_searcher, person, save_png, scene, write_video
 from ps_tf.search import searcher as searcher_lib
 from ps_tf.search.index import GalleryIndex, SourceKey, top_k_cosine
 
@@ -222,25 +222,11 @@ def test_index_is_reused_and_extended(searcher, tmp_path):
     np.testing.assert_allclose(after.detections['det_boxes'][10:], again['boxes'], atol=1e-4)
 
 
-def _write_video(path: str, frames: list[np.ndarray], rate: int) -> None:
-    import av
-
-    with av.open(path, 'w') as container:
-        stream = container.add_stream('mpeg4', rate=rate)
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = 'yuv420p'
-        for image in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format='rgb24')):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
 def test_video_gallery(searcher, tmp_path):
     frames = [scene([(person(1), (4 + 6 * t, 12)), (person(2), (70, 20))], size=(64, 96),
                     background=50)[0] for t in range(10)]
     video = str(tmp_path / 'walk.mp4')
-    _write_video(video, frames, rate=5)
+    write_video(video, frames, rate=5)
     sampled = list(media.video_frames(video, fps=2.5))
     assert [t for t, _ in sampled] == pytest.approx([0.0, 0.4, 0.8, 1.2, 1.6])
     assert sampled[0][1].shape == (64, 96, 3) and sampled[0][1].dtype == np.uint8

@@ -98,7 +98,7 @@ def test_evaluate_checkpoint_errors_name_the_path(tmp_path, tiny_synthetic_data_
 
 def test_stage2_trains_on_two_logical_cpu_devices(trained, tiny_synthetic_data_dir, tmp_path):
     # Stage 2 alone, from the trained run's stage 1 and pooled features, under MirroredStrategy:
-    # each replica gets P / 2 whole identities of every batch.
+    # each replica gets half of every P x K batch and mines triplets over all of it.
     model_dir, _, _ = trained
     shutil.copytree(model_dir / 'pooled', tmp_path / 'pooled')
     result = _run('train.py', '--stage=reid', f'--model_dir={tmp_path}',

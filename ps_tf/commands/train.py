@@ -70,6 +70,7 @@ from ps_tf.data.pooled import manifest as pooled_manifest
 from ps_tf.models import loading, stage2
 from ps_tf.models.disjoint import DISJOINT
 from ps_tf.training import detection
+from ps_tf.training import distribution
 from ps_tf.training import feature_pooling
 from ps_tf.training import joint_finetune
 from ps_tf.training import pretraining
@@ -97,6 +98,14 @@ flags.DEFINE_string('data_dir', None, 'TFDS data dir (default ~/tensorflow_datas
 flags.DEFINE_string('manual_dir', None,
                     'Release folder(s) of manually downloaded datasets: one path, or '
                     '"name=path,name=path".')
+flags.DEFINE_enum('strategy', distribution.AUTO, distribution.STRATEGIES,
+                  'tf.distribute strategy of the training stages: auto (each stage\'s default: '
+                  'stage 1 mirrored over the machine\'s devices, stage 2 and joint on one device; '
+                  'mirrored with --num_cpu_devices), mirrored (MirroredStrategy over the '
+                  'machine\'s GPUs, else its CPU), one_device, or multi_worker '
+                  '(MultiWorkerMirroredStrategy over the workers of the TF_CONFIG environment '
+                  'variable: run the same command on every worker, each with its own TF_CONFIG '
+                  'task; stages detection, reid and joint; docs/scaling.md#multi-worker).')
 flags.DEFINE_integer('num_cpu_devices', 0,
                      'Split the CPU into this many logical devices for MirroredStrategy (testing '
                      'the distributed path without GPUs); 0 = the machine as it is.')
@@ -231,7 +240,7 @@ def _run_reid_stage(stage: str, manual_dir, strategy) -> dict:
     metrics = reid.train_reid(config, os.path.join(FLAGS.model_dir, 'reid'), pooled_dir,
                               detection_model_dir, data_dir=FLAGS.data_dir,
                               manual_dir=manual_dir, strategy=strategy)
-    if FLAGS.delete_pooled_after_reid:
+    if FLAGS.delete_pooled_after_reid and distribution.is_chief(strategy):
         _delete_pooled(pooled_dir, metrics)
     return metrics
 
@@ -318,16 +327,29 @@ def _run_all(manual_dir, strategy) -> dict:
     return summary
 
 
+# The stages that train under --strategy=multi_worker (pooling has --num_workers instead).
+MULTI_WORKER_STAGES = ('detection', 'reid', joint_finetune.STAGE)
+
+
+def _build_strategy() -> tf.distribute.Strategy | None:
+    """`--strategy`, built before any other TensorFlow op (a multi-worker strategy starts this
+    process's server); None for `auto` (each stage's default)."""
+    if FLAGS.strategy == distribution.MULTI_WORKER and FLAGS.stage not in MULTI_WORKER_STAGES:
+        raise app.UsageError(
+            f'--strategy=multi_worker trains --stage={"|".join(MULTI_WORKER_STAGES)}; run the '
+            f'stages one at a time (--stage=features shares the pooling with --num_workers and '
+            f'--worker_index instead), not --stage={FLAGS.stage}')
+    try:
+        strategy = distribution.build_strategy(FLAGS.strategy, FLAGS.num_cpu_devices)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from error
+    print(f'strategy {FLAGS.strategy}: {distribution.describe(strategy)}', flush=True)
+    return strategy
+
+
 def main(argv):
     del argv
-    if FLAGS.num_cpu_devices:
-        cpu = tf.config.list_physical_devices('CPU')[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.num_cpu_devices)
-    strategy = None
-    if FLAGS.num_cpu_devices:
-        strategy = tf.distribute.MirroredStrategy(
-            [d.name for d in tf.config.list_logical_devices('CPU')])
+    strategy = _build_strategy()
     try:
         manual_dir = datasets_lib.parse_manual_dir(FLAGS.manual_dir)
     except ValueError as error:
@@ -335,7 +357,8 @@ def main(argv):
     if FLAGS.num_workers > 1 and FLAGS.stage != 'features':
         raise app.UsageError('--num_workers shares the feature pooling between processes: run '
                              'each worker with --stage=features, then --stage=reid once')
-    _write_settings()
+    if distribution.is_chief(strategy):   # the other workers of a multi-worker run write nothing
+        _write_settings()
     if FLAGS.stage == 'all':
         metrics = _run_all(manual_dir, strategy)
     else:

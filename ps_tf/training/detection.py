@@ -1,7 +1,10 @@
 """Stage 1: trains the RetinaNet detector (and with it the shared trunk).
 
 A custom loop inside a `tf.distribute` strategy (MirroredStrategy over the machine's devices by
-default), so the same code runs on one CPU, several GPUs or several workers:
+default), so the same code runs on one CPU, several GPUs or several workers
+(`ps_tf.training.distribution`: every replica takes its slice of the same global batch, the
+losses are divided by the global batch's positives, and batch norm that trains uses the global
+batch's statistics, so R replicas compute what one device computes on the global batch):
 - SGD with momentum and linear-cosine decay with warm-up (`ps_tf.schedules`);
 - checkpoints at every multiple of `checkpoint_every` steps and at the end
   (`ps_tf.training.checkpoints`; `tf.train.CheckpointManager` writes to temporary names and then
@@ -34,7 +37,7 @@ from ps_tf.ops.geometry import check_resize_mode
 from ps_tf.precision import (resolve_mixed_precision, scaled_loss, training_optimizer,
                              unscaled_gradients)
 from ps_tf.schedules import LinearCosineDecayWithWarmup
-from ps_tf.training.checkpoints import save_checkpoint
+from ps_tf.training import distribution
 from ps_tf.training.loop import CheckpointedLoop, guard_non_finite
 
 
@@ -67,6 +70,21 @@ def mix_shares(mix: list[datasets_lib.DatasetWeight]) -> str:
 
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss."""
+
+
+# Per-replica outputs of a step that add up to the global batch's (the others are averaged).
+SUMMED_OUTPUTS = ('class_loss', 'box_loss', 'total_loss', 'num_positives')
+
+
+def global_batch_share(losses: dict[str, tf.Tensor], num_positives: tf.Tensor
+                       ) -> dict[str, tf.Tensor]:
+    """A replica's share of the global batch's detection losses: `detection_loss` divides the
+    replica's sums by its own positives + 1; these divide them by the global batch's, so that
+    the shares of all replicas add up to the loss one device computes on the global batch."""
+    local = tf.reduce_sum(tf.cast(num_positives, tf.float32))
+    total = distribution.sum_over_replicas(local)
+    scale = (local + 1.0) / (total + 1.0)
+    return {name: value * tf.cast(scale, value.dtype) for name, value in losses.items()}
 
 
 class DetectionTrainer(CheckpointedLoop):
@@ -103,11 +121,13 @@ class DetectionTrainer(CheckpointedLoop):
             # Slot variables now: a train step that creates them on its first call is traced
             # twice by tf.function (half of a run's start-up).
             self.optimizer.build(self.model.trainable_variables)
-            self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
+            self._track_checkpoints(
+                tf.train.Checkpoint(model=self.model, optimizer=self.optimizer),
+                os.path.join(model_dir, 'checkpoints'))
+        self.synchronized_batch_norms = distribution.synchronize_batch_norm(self.model,
+                                                                            self.strategy)
         if config.init_checkpoint:   # before anything is written: the detector must fit it
             coco_init.check_detector(self.model)
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(model_dir, 'checkpoints'), max_to_keep=3)
         self._decay_variables = [v for v in self.model.trainable_variables
                                  if 'kernel' in v.name]
         # Traced once and reused by every periodic validation (a new tf.function per call
@@ -121,11 +141,14 @@ class DetectionTrainer(CheckpointedLoop):
         def replica_step(images, targets):
             with tf.GradientTape() as tape:
                 outputs = self.model(images, training=True)
-                losses = detection_loss(targets, outputs['class_logits'], outputs['box_outputs'])
+                losses = global_batch_share(
+                    detection_loss(targets, outputs['class_logits'], outputs['box_outputs']),
+                    targets['num_positives'])
                 decay = config.weight_decay * tf.add_n(
                     [tf.nn.l2_loss(v) for v in self._decay_variables])
-                # Gradients are summed over replicas: scale so that they average.
-                loss = (losses['total_loss'] + decay) / replicas
+                # Gradients are summed over replicas: the loss shares add up to the global
+                # batch's; every replica computes the whole weight decay.
+                loss = losses['total_loss'] + decay / replicas
                 loss_to_differentiate = scaled_loss(self.optimizer, loss)   # x scale (fp16)
             variables = self.model.trainable_variables
             gradients = unscaled_gradients(self.optimizer,
@@ -133,14 +156,17 @@ class DetectionTrainer(CheckpointedLoop):
             gradients, finite = guard_non_finite(losses['total_loss'], gradients, self.optimizer)
             self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
             return {**losses, 'weight_decay': decay, 'finite': tf.cast(finite, tf.float32),
-                    'num_positives': tf.reduce_sum(targets['num_positives'])}
+                    'num_positives': tf.cast(tf.reduce_sum(targets['num_positives']),
+                                             tf.float32)}
 
         @tf.function
         def train_step(iterator):
             images, targets = next(iterator)
             per_replica = self.strategy.run(replica_step, args=(images, targets))
             # 'finite' averages to 1 only when every replica's step was finite.
-            return {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+            reduce_ops = {k: tf.distribute.ReduceOp.SUM if k in SUMMED_OUTPUTS
+                          else tf.distribute.ReduceOp.MEAN for k in per_replica}
+            return {k: self.strategy.reduce(reduce_ops[k], v, axis=None)
                     for k, v in per_replica.items()}
 
         return train_step
@@ -148,29 +174,34 @@ class DetectionTrainer(CheckpointedLoop):
     def train(self) -> dict[str, float]:
         """Trains to `total_steps` (resuming if possible); returns the last validation metrics."""
         config = self.config
-        save_config(config, self.model_dir, total_steps=self.total_steps,
-                    resolved_mixed_precision=resolve_mixed_precision(config.mixed_precision),
-                    steps_per_epoch=self.steps_per_epoch,
-                    num_replicas=self.strategy.num_replicas_in_sync)
-        fresh = not self.manager.latest_checkpoint
+        if self.is_chief:
+            save_config(config, self.model_dir, total_steps=self.total_steps,
+                        resolved_mixed_precision=resolve_mixed_precision(config.mixed_precision),
+                        steps_per_epoch=self.steps_per_epoch,
+                        num_replicas=self.strategy.num_replicas_in_sync)
+        fresh = not self.latest_checkpoint
         self.restore()
         if fresh:
             self._initialise()
         if self.step >= self.total_steps:
             logging.info('already trained (%d steps)', self.step)
             return self.validate()
-        dataset = datasets_lib.detection_train_dataset(
-            self.mix, config.image_size, config.batch_size, data_dir=self.data_dir,
-            seed=config.seed + self.step, manual_dir=self.manual_dir,
-            anchor_config=anchor_config(config), flip_prob=config.flip_prob,
-            resize_mode=config.resize_mode)
-        iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
+        start = self.step
+        iterator = iter(distribution.distribute_global_batches(
+            self.strategy, lambda: datasets_lib.detection_train_dataset(
+                self.mix, config.image_size, config.batch_size, data_dir=self.data_dir,
+                seed=config.seed + start, manual_dir=self.manual_dir,
+                anchor_config=anchor_config(config), flip_prob=config.flip_prob,
+                resize_mode=config.resize_mode)))
         train_step = self._train_step_fn()
-        writer = tf.summary.create_file_writer(os.path.join(self.model_dir, 'train'))
+        writer = self.summary_writer(os.path.join(self.model_dir, 'train'))
+        synchronized = (f'; {self.synchronized_batch_norms} batch norms synchronised'
+                        if self.synchronized_batch_norms else '')
         print(f'stage 1 (detection, {config.variant}): {self.total_steps} steps '
               f'({self.steps_per_epoch}/epoch, batch {config.batch_size}, '
               f'{config.image_size} px, {config.resize_mode}) from step {self.step}, model_dir '
-              f'{self.model_dir}; data {mix_shares(self.mix)}', flush=True)
+              f'{self.model_dir}; data {mix_shares(self.mix)}; '
+              f'{distribution.describe(self.strategy)}{synchronized}', flush=True)
         window_start, window_steps = time.perf_counter(), 0
         while self.step < self.total_steps:
             losses = {k: float(v) for k, v in train_step(iterator).items()}
@@ -178,7 +209,7 @@ class DetectionTrainer(CheckpointedLoop):
             if losses['finite'] < 1.0 or not math.isfinite(losses['total_loss']):
                 raise NonFiniteLossError(
                     f'non-finite loss at step {step} ({losses}); its update was not applied, the '
-                    f'last good checkpoint is {self.manager.latest_checkpoint} '
+                    f'last good checkpoint is {self.latest_checkpoint} '
                     '(lower --base_learning_rate or check the data)')
             window_steps += 1
             if step % config.log_every == 0 or step == self.total_steps:
@@ -186,10 +217,10 @@ class DetectionTrainer(CheckpointedLoop):
                 images_per_second = window_steps * config.batch_size / max(seconds, 1e-9)
                 self._log(writer, step, losses, images_per_second)
                 window_start, window_steps = time.perf_counter(), 0
-            save_checkpoint(self.manager, step, config.checkpoint_every)   # on its multiples
+            self.save(step, config.checkpoint_every)   # on its multiples
             if config.eval_every and step % config.eval_every == 0 and step < self.total_steps:
                 self.validate()
-        save_checkpoint(self.manager, self.step, config.checkpoint_every, final=True)
+        self.save(self.step, config.checkpoint_every, final=True)
         return self.validate()
 
     def _initialise(self) -> None:
@@ -231,7 +262,7 @@ class DetectionTrainer(CheckpointedLoop):
                                                   max_images=config.validation_images)
         result = detection_split.detection_metrics(detections)
         metrics = {'det_ap': result.average_precision, 'det_recall': result.recall}
-        writer = tf.summary.create_file_writer(os.path.join(self.model_dir, 'validation'))
+        writer = self.summary_writer(os.path.join(self.model_dir, 'validation'))
         with writer.as_default(step=self.step):
             tf.summary.scalar('detection/ap', metrics['det_ap'])
             tf.summary.scalar('detection/recall', metrics['det_recall'])

@@ -60,10 +60,13 @@ from ps_tf.models.loading import JOINT_STAGE, finished_checkpoint, load_joint_mo
 from ps_tf.precision import (computes_in_float16, scaled_loss, training_optimizer,
                              unscaled_gradients)
 from ps_tf.schedules import LinearCosineDecayWithWarmup
-from ps_tf.training.checkpoints import save_checkpoint
+from ps_tf.training import distribution
+from ps_tf.training.detection import global_batch_share
 from ps_tf.training.loop import CheckpointedLoop, guard_non_finite, validate_search
 
 STAGE = JOINT_STAGE
+# The per-replica losses that add up to the global batch's (shares of `global_batch_share`).
+DETECTION_LOSSES = ('class_loss', 'box_loss', 'detection_loss')
 
 
 def joint_losses(model: JointModel, images: tf.Tensor, targets: dict[str, tf.Tensor],
@@ -91,6 +94,9 @@ def joint_losses(model: JointModel, images: tf.Tensor, targets: dict[str, tf.Ten
     Returns:
         `class_loss`, `box_loss`, `detection_loss`, `reid_loss`, `total_loss` (scalars), and
         `embeddings` (M, E) (as the loss saw them) and `labels` (M,) of the labelled boxes.
+        Under several replicas the detection losses are this replica's (divided by its own
+        positives) and the re-ID loss, embeddings and labels the global batch's: the triplets
+        are mined over every replica's boxes (`distribution.gather_replicas`).
     """
     outputs = model.detector(images, training=training)
     detection = detection_loss(targets, outputs['class_logits'], outputs['box_outputs'])
@@ -102,7 +108,8 @@ def joint_losses(model: JointModel, images: tf.Tensor, targets: dict[str, tf.Ten
     embeddings = model.reid_branch(pooled, training=training)
     if normalize:
         embeddings = tf.math.l2_normalize(embeddings, axis=-1)
-    box_labels = tf.boolean_mask(labels, labelled)
+    embeddings = distribution.gather_replicas(embeddings)
+    box_labels = distribution.gather_replicas(tf.boolean_mask(labels, labelled))
     reid = triplet_loss(HARD, box_labels, embeddings, margin, soft_margin=soft_margin)
     return {'class_loss': detection['class_loss'], 'box_loss': detection['box_loss'],
             'detection_loss': detection['total_loss'], 'reid_loss': reid,
@@ -119,12 +126,12 @@ class JointTrainer(CheckpointedLoop):
         output_dir: checkpoints, TensorBoard logs and config.json (`<model_dir>/joint`).
         detection_model_dir: the stage-1 run (None: the one the stage-2 run records).
         data_dir, manual_dir: TFDS locations.
-        strategy: distribution strategy (default: the current one); each replica gets the images
-            of P / R whole identities of every batch.
+        strategy: distribution strategy (default: the current one); each replica gets 1 / R of
+            every batch's images and mines triplets over every replica's boxes.
 
     Raises:
         ValueError: stage 2 is missing or unfinished, is the disjoint baseline (which shares no
-            trunk), or P is not a multiple of the replicas.
+            trunk), or the replicas do not divide the batch.
     """
     description = 'the joint fine-tuning'
 
@@ -150,9 +157,10 @@ class JointTrainer(CheckpointedLoop):
             raise ValueError('joint fine-tuning needs a joint model (J2/J3/J4): the disjoint '
                              'baseline shares no trunk between detection and re-ID')
         replicas = self.strategy.num_replicas_in_sync
-        if config.joint_identities_per_batch % replicas:
-            raise ValueError(f'joint_identities_per_batch ({config.joint_identities_per_batch}) '
-                             f'must be a multiple of the {replicas} replicas')
+        if config.joint_identities_per_batch * config.joint_images_per_identity % replicas:
+            raise ValueError(f'the batch of {config.joint_identities_per_batch} identities x '
+                             f'{config.joint_images_per_identity} images must be a multiple of '
+                             f'the {replicas} replicas')
         if config.joint_optimizer not in ('sgd', 'adam'):
             raise ValueError(f"joint_optimizer must be 'sgd' or 'adam', got "
                              f'{config.joint_optimizer!r}')
@@ -182,10 +190,13 @@ class JointTrainer(CheckpointedLoop):
                               + joint.reid_branch.trainable_variables)
             # Slot variables now, so that the train step is traced once, not twice.
             self.optimizer.build(self.variables)
-            self.checkpoint = tf.train.Checkpoint(model=joint.detector, reid=joint.reid_branch,
-                                                  optimizer=self.optimizer)
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(output_dir, 'checkpoints'), max_to_keep=3)
+            self._track_checkpoints(tf.train.Checkpoint(model=joint.detector,
+                                                        reid=joint.reid_branch,
+                                                        optimizer=self.optimizer),
+                                    os.path.join(output_dir, 'checkpoints'))
+        self.synchronized_batch_norms = (
+            distribution.synchronize_batch_norm(joint.detector, self.strategy)
+            + distribution.synchronize_batch_norm(joint.reid_branch, self.strategy))
         self._decay_variables = [v for v in joint.detector.trainable_variables
                                  if 'kernel' in v.name]
         self._train_step = None
@@ -209,28 +220,35 @@ class JointTrainer(CheckpointedLoop):
                 losses = joint_losses(self.joint, images, targets, boxes, labels, margin,
                                       config.joint_reid_weight, normalize,
                                       soft_margin=self.trained_reid.soft_margin)
+                detection = global_batch_share(
+                    {k: losses[k] for k in DETECTION_LOSSES}, targets['num_positives'])
                 decay = config.joint_weight_decay * tf.add_n(
                     [tf.nn.l2_loss(v) for v in self._decay_variables])
-                # Gradients are summed over replicas: scale so that they average.
-                loss = (losses['total_loss'] + decay) / replicas
+                # Gradients are summed over replicas: the detection shares add up to the global
+                # batch's loss; every replica computes the whole re-ID loss (of the gathered
+                # batch) and weight decay.
+                loss = (detection['detection_loss']
+                        + (config.joint_reid_weight * losses['reid_loss'] + decay) / replicas)
                 loss_to_differentiate = scaled_loss(self.optimizer, loss)   # x scale (fp16)
             gradients = unscaled_gradients(
                 self.optimizer, tape.gradient(loss_to_differentiate, self.variables))
-            gradients, finite = guard_non_finite(losses['total_loss'], gradients, self.optimizer)
+            gradients, finite = guard_non_finite(loss, gradients, self.optimizer)
             self.optimizer.apply_gradients(zip(gradients, self.variables))
             statistics = triplet_statistics(losses['embeddings'], losses['labels'],
                                             margin)
-            return {**{k: v for k, v in losses.items() if k.endswith('loss')},
+            return {**detection, 'reid_loss': losses['reid_loss'],
                     'weight_decay': decay, 'finite': tf.cast(finite, tf.float32),
                     'boxes': tf.cast(tf.size(losses['labels']), tf.float32), **statistics}
 
         @tf.function
         def train_step(iterator):
             per_replica = self.strategy.run(replica_step, args=next(iterator))
-            reduced = {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+            reduce_ops = {k: tf.distribute.ReduceOp.SUM if k in DETECTION_LOSSES
+                          else tf.distribute.ReduceOp.MEAN for k in per_replica}
+            reduced = {k: self.strategy.reduce(reduce_ops[k], v, axis=None)
                        for k, v in per_replica.items()}
-            reduced['boxes'] = self.strategy.reduce(tf.distribute.ReduceOp.SUM,
-                                                    per_replica['boxes'], axis=None)
+            reduced['total_loss'] = (reduced['detection_loss']
+                                     + config.joint_reid_weight * reduced['reid_loss'])
             return reduced
 
         return train_step
@@ -245,6 +263,45 @@ class JointTrainer(CheckpointedLoop):
         """Trains to `total_steps` (resuming if possible); returns the final search metrics."""
         config = self.config
         detector = self.joint.detector
+        if self.is_chief:
+            self._save_config()
+        self.restore()
+        if self.step >= self.total_steps:
+            logging.info('joint fine-tuning already done (%d steps)', self.step)
+            return self.validate()
+        iterator = iter(distribution.distribute_global_batches(self.strategy, self.dataset))
+        writer = self.summary_writer(os.path.join(self.output_dir, 'train'))
+        synchronized = (f'; {self.synchronized_batch_norms} batch norms synchronised'
+                        if self.synchronized_batch_norms else '')
+        print(f'joint fine-tuning ({detector.variant}): {self.total_steps} steps of '
+              f'{config.joint_identities_per_batch} identities x '
+              f'{config.joint_images_per_identity} images ({self.image_size} px, '
+              f'{self.resize_mode}), L = L_det + '
+              f'{config.joint_reid_weight:g} L_reid, from step {self.step}, output '
+              f'{self.output_dir}; {distribution.describe(self.strategy)}{synchronized}',
+              flush=True)
+        window_start, window_steps = time.perf_counter(), 0
+        while self.step < self.total_steps:
+            values = self.train_step(iterator)
+            step = self.step
+            if values['finite'] < 1.0 or not math.isfinite(values['total_loss']):
+                raise FloatingPointError(
+                    f'non-finite loss at step {step} ({values}); its update was not applied, '
+                    f'the last good checkpoint is {self.latest_checkpoint}')
+            window_steps += 1
+            if step % config.joint_log_every == 0 or step == self.total_steps:
+                seconds = time.perf_counter() - window_start
+                self._log(writer, step, values, window_steps * self.batch_size
+                          / max(seconds, 1e-9))
+                window_start, window_steps = time.perf_counter(), 0
+            self.save(step, config.joint_checkpoint_every)   # on multiples
+        self.save(self.step, config.joint_checkpoint_every, final=True)
+        return self.validate()
+
+    def _save_config(self) -> None:
+        """config.json: these settings and what the loader needs."""
+        config = self.config
+        detector = self.joint.detector
         save_config(config, self.output_dir, stage=STAGE, variant=detector.variant,
                     image_size=self.image_size, resize_mode=self.resize_mode,
                     embedding_dim=self.joint.embedding_dim,
@@ -257,35 +314,6 @@ class JointTrainer(CheckpointedLoop):
                     reid_datasets=self.trained_reid.reid_datasets,
                     reid_split=self.trained_reid.reid_split, total_steps=self.total_steps,
                     num_replicas=self.strategy.num_replicas_in_sync)
-        self.restore()
-        if self.step >= self.total_steps:
-            logging.info('joint fine-tuning already done (%d steps)', self.step)
-            return self.validate()
-        iterator = iter(self.strategy.experimental_distribute_dataset(self.dataset()))
-        writer = tf.summary.create_file_writer(os.path.join(self.output_dir, 'train'))
-        print(f'joint fine-tuning ({detector.variant}): {self.total_steps} steps of '
-              f'{config.joint_identities_per_batch} identities x '
-              f'{config.joint_images_per_identity} images ({self.image_size} px, '
-              f'{self.resize_mode}), L = L_det + '
-              f'{config.joint_reid_weight:g} L_reid, from step {self.step}, output '
-              f'{self.output_dir}', flush=True)
-        window_start, window_steps = time.perf_counter(), 0
-        while self.step < self.total_steps:
-            values = self.train_step(iterator)
-            step = self.step
-            if values['finite'] < 1.0 or not math.isfinite(values['total_loss']):
-                raise FloatingPointError(
-                    f'non-finite loss at step {step} ({values}); its update was not applied, '
-                    f'the last good checkpoint is {self.manager.latest_checkpoint}')
-            window_steps += 1
-            if step % config.joint_log_every == 0 or step == self.total_steps:
-                seconds = time.perf_counter() - window_start
-                self._log(writer, step, values, window_steps * self.batch_size
-                          / max(seconds, 1e-9))
-                window_start, window_steps = time.perf_counter(), 0
-            save_checkpoint(self.manager, step, config.joint_checkpoint_every)   # on multiples
-        save_checkpoint(self.manager, self.step, config.joint_checkpoint_every, final=True)
-        return self.validate()
 
     def _log(self, writer, step: int, values: dict, images_per_second: float) -> None:
         learning_rate = float(self.schedule(step))
@@ -315,7 +343,7 @@ class JointTrainer(CheckpointedLoop):
         return validate_search(self.joint, dataset, self.image_size, self.batch_size,
                                self.data_dir, self.manual_dir, self.output_dir, self.step,
                                f'after joint fine-tuning (step {self.step})',
-                               resize_mode=self.resize_mode)
+                               resize_mode=self.resize_mode, write=self.is_chief)
 
 
 def train_joint(config: JointConfig, model_dir: str, detection_model_dir: str | None = None,

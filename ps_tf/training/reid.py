@@ -10,7 +10,10 @@
   whole ResNet-50 initialised from the detector's (`ps_tf.models.stage2`), trained the same way.
 - Losses: TFA's semi-hard triplet loss for `semi_hard_epochs`, then TFA's batch-hard triplet loss
   for `hard_epochs` (the paper: 350 + 350), both with the same margin, on the L2-normalised
-  embeddings (`normalize_for_loss`, default; TFA's losses expect them) or the raw ones. The
+  embeddings (`normalize_for_loss`, default; TFA's losses expect them) or the raw ones, mined
+  over the whole P x K batch however many replicas share it (each gathers every replica's
+  embeddings: `ps_tf.training.distribution.gather_replicas`; batch norm that trains uses the
+  global batch's statistics, and flips are drawn per global batch). The
   functional forms (`tfa.losses.triplet_semihard_loss` / `triplet_hard_loss`, what
   `TripletSemiHardLoss` / `TripletHardLoss` wrap) are used so that no Keras loss reduction gets in
   the way of the distribution strategy. The paper gives no margin; 0.5 is our default.
@@ -27,6 +30,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -49,7 +53,7 @@ from ps_tf.models.retinanet import RetinaNetDetector
 from ps_tf.precision import (keras_policy, scaled_loss, training_optimizer,
                              unscaled_gradients)
 from ps_tf.schedules import LinearCosineDecayWithWarmup, PhasedSchedule
-from ps_tf.training.checkpoints import save_checkpoint
+from ps_tf.training import distribution
 from ps_tf.training.loop import CheckpointedLoop, validate_search
 
 
@@ -76,10 +80,17 @@ def learning_rate_schedule(config: ReidConfig, semi_hard_steps: int, total_steps
     return PhasedSchedule([first, second], [semi_hard_steps])
 
 
-def flip_pooled(features: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+def flip_pooled(features: tf.Tensor, seed: tf.Tensor, first: int | tf.Tensor = 0,
+                batch_size: int | None = None) -> tf.Tensor:
     """Mirrors each pooled box (M, h, w, c) left-right with probability 1/2 (stateless `seed`,
-    so a resumed run draws the same flips)."""
-    flip = tf.random.stateless_uniform([tf.shape(features)[0]], seed) < 0.5
+    so a resumed run draws the same flips).
+
+    The draw is one per box of a batch of `batch_size` (default M) of which `features` are rows
+    `first` .. `first + M - 1`: a replica's slice of the global batch flips as that batch would
+    on one device."""
+    rows = tf.shape(features)[0]
+    draws = tf.random.stateless_uniform([rows if batch_size is None else batch_size], seed)
+    flip = tf.slice(draws, [first], [rows]) < 0.5
     return tf.where(flip[:, None, None, None], tf.reverse(features, axis=[2]), features)
 
 
@@ -118,11 +129,12 @@ class ReidTrainer(CheckpointedLoop):
         image_size: the detector's input side, pixels.
         data_dir, manual_dir: TFDS locations (validation).
         resize_mode: the detector's 'letterbox' or 'stretch' (`resize_and_pad`; validation).
-        strategy: distribution strategy (default: the current one); each replica gets P / R
-            whole identities of every batch.
+        strategy: distribution strategy (default: the current one); each replica gets 1 / R of
+            every batch and mines triplets over all of it.
 
     Raises:
-        ValueError: the manifest is incomplete or does not match the detector's variant.
+        ValueError: the manifest is incomplete or does not match the detector's variant, or
+            the replicas do not divide P x K.
     """
     description = 'stage 2'
 
@@ -144,9 +156,11 @@ class ReidTrainer(CheckpointedLoop):
         pooled_manifest.check_manifest(self.manifest, variant=self.variant,
                                        pooled_shape=stage2.record_shape(self.variant))
         replicas = self.strategy.num_replicas_in_sync
-        if config.identities_per_batch % replicas:
-            raise ValueError(f'identities_per_batch ({config.identities_per_batch}) must be a '
-                             f'multiple of the {replicas} replicas')
+        batch = config.identities_per_batch * config.samples_per_identity
+        if batch % replicas:
+            raise ValueError(f'the P x K batch ({config.identities_per_batch} x '
+                             f'{config.samples_per_identity}) must be a multiple of the '
+                             f'{replicas} replicas')
         sampler = IdentityBalancedSampler(self.manifest.identity_counts,
                                           config.identities_per_batch,
                                           config.samples_per_identity, config.reid_seed)
@@ -169,9 +183,11 @@ class ReidTrainer(CheckpointedLoop):
                                                 config.reid_mixed_precision)
             # Slot variables now, so that each phase's train step is traced once, not twice.
             self.optimizer.build(self.branch.trainable_variables)
-            self.checkpoint = tf.train.Checkpoint(reid=self.branch, optimizer=self.optimizer)
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(output_dir, 'checkpoints'), max_to_keep=3)
+            self._track_checkpoints(tf.train.Checkpoint(reid=self.branch,
+                                                        optimizer=self.optimizer),
+                                    os.path.join(output_dir, 'checkpoints'))
+        self.synchronized_batch_norms = distribution.synchronize_batch_norm(self.branch,
+                                                                            self.strategy)
         self._steps = {}
         self._pooled_table: tf.Variable | None = None   # set by `train` for in-memory input
         self._joint: PersonSearchModel | None = None
@@ -202,21 +218,28 @@ class ReidTrainer(CheckpointedLoop):
                 features = gather_features(table, features)
             if flip:
                 replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-                features = flip_pooled(features, tf.stack([
-                    tf.cast(seed, tf.int64), self.optimizer.iterations * replicas
-                    + tf.cast(replica, tf.int64)]))
+                per_replica = tf.shape(labels)[0]
+                features = flip_pooled(
+                    features, tf.stack([tf.cast(seed, tf.int64), self.optimizer.iterations]),
+                    first=tf.cast(replica, tf.int32) * per_replica,
+                    batch_size=per_replica * replicas)
             with tf.GradientTape() as tape:
                 raw = self.branch(features, training=True)
                 embeddings = tf.math.l2_normalize(raw, axis=-1) if normalize else raw
+                # The whole P x K batch: every replica's embeddings, in replica order.
+                embeddings = distribution.gather_replicas(embeddings)
+                labels = distribution.gather_replicas(labels)
                 loss = triplet_loss(phase, labels, embeddings, margin,
                                     soft_margin=soft_margin and phase == HARD)
-                # Gradients are summed over replicas: scale so that they average.
+                # Every replica computes the global batch's loss and differentiates L / R: the
+                # gathering sends each replica the gradient of its own slice summed over the
+                # replicas, and the strategy sums the replicas' gradients.
                 replica_loss = loss / replicas
                 loss_to_differentiate = scaled_loss(self.optimizer, replica_loss)
             gradients = unscaled_gradients(
                 self.optimizer, tape.gradient(loss_to_differentiate, variables))
             self.optimizer.apply_gradients(zip(gradients, variables))
-            statistics = triplet_statistics(embeddings, labels, margin)
+            statistics = triplet_statistics(embeddings, labels, margin)   # the global batch's
             statistics['embedding_norm'] = tf.reduce_mean(tf.norm(raw, axis=-1))   # before any
             return {'loss': loss, **statistics}                                     # normalising
 
@@ -239,13 +262,14 @@ class ReidTrainer(CheckpointedLoop):
     def train(self) -> dict[str, float]:
         """Trains to `total_steps` (resuming if possible); returns the last validation metrics."""
         config = self.config
-        save_config(config, self.output_dir, variant=self.variant,
-                    image_size=self.image_size, resize_mode=self.resize_mode,
-                    pooled_dir=self.manifest.directory,
-                    source_checkpoint=self.manifest.source_checkpoint,
-                    total_steps=self.total_steps, semi_hard_steps=self.semi_hard_steps,
-                    steps_per_epoch=self.steps_per_epoch,
-                    num_replicas=self.strategy.num_replicas_in_sync)
+        if self.is_chief:
+            save_config(config, self.output_dir, variant=self.variant,
+                        image_size=self.image_size, resize_mode=self.resize_mode,
+                        pooled_dir=self.manifest.directory,
+                        source_checkpoint=self.manifest.source_checkpoint,
+                        total_steps=self.total_steps, semi_hard_steps=self.semi_hard_steps,
+                        steps_per_epoch=self.steps_per_epoch,
+                        num_replicas=self.strategy.num_replicas_in_sync)
         self.restore()
         if self.step >= self.total_steps:
             logging.info('stage 2 already trained (%d steps)', self.step)
@@ -254,33 +278,45 @@ class ReidTrainer(CheckpointedLoop):
         reader = choose_reader(self.manifest, config.in_memory_budget, copies=1 + (
             0 if on_gpu else self.strategy.num_replicas_in_sync))
         started = time.perf_counter()
+        start = self.step
         if reader == 'memory':
             features, _ = load_pooled_set(self.manifest)
-            with self.strategy.scope():   # one copy per device; steps gather their batch there
+            # One copy per device; steps gather their batch there. Not across workers: a
+            # variable of a multi-worker strategy takes its value by a broadcast from the chief,
+            # and every worker has loaded the same set.
+            scope = (self.strategy.scope() if distribution.num_workers(self.strategy) == 1
+                     else contextlib.nullcontext())
+            with scope:
                 self._pooled_table = tf.Variable(features, trainable=False,
                                                  name='pooled_features')
             del features
             self._steps = {}
-            dataset = record_id_dataset(
-                self.manifest, config.identities_per_batch, config.samples_per_identity,
-                config.reid_seed, start_batch=self.step)
+
+            def make_dataset():
+                return record_id_dataset(
+                    self.manifest, config.identities_per_batch, config.samples_per_identity,
+                    config.reid_seed, start_batch=start)
         else:
-            dataset = identity_balanced_dataset(
-                self.manifest, config.identities_per_batch, config.samples_per_identity,
-                config.reid_seed, start_batch=self.step,
-                num_parallel_reads=config.num_parallel_reads)
+            def make_dataset():
+                return identity_balanced_dataset(
+                    self.manifest, config.identities_per_batch, config.samples_per_identity,
+                    config.reid_seed, start_batch=start,
+                    num_parallel_reads=config.num_parallel_reads)
         print(f'stage 2 input: {pooled_set_bytes(self.manifest) / 2**30:.2f} GiB of pooled '
               f'features, ' + (f'loaded into memory in {time.perf_counter() - started:.0f} s'
                                if reader == 'memory' else
                                'read from disk per batch (--in_memory_budget)'), flush=True)
-        iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
-        writer = tf.summary.create_file_writer(os.path.join(self.output_dir, 'train'))
+        iterator = iter(distribution.distribute_global_batches(self.strategy, make_dataset))
+        writer = self.summary_writer(os.path.join(self.output_dir, 'train'))
         batch = config.identities_per_batch * config.samples_per_identity
+        synchronized = (f'; {self.synchronized_batch_norms} batch norms synchronised'
+                        if self.synchronized_batch_norms else '')
         print(f'stage 2 (re-ID, {self.variant}): {self.total_steps} steps '
               f'({self.semi_hard_steps} semi-hard, then batch hard; {self.steps_per_epoch}/epoch '
               f'({"set" if config.reid_steps_per_epoch > 0 else config.reid_epoch_unit}), '
               f'P x K = {config.identities_per_batch} x {config.samples_per_identity}) from step '
-              f'{self.step}, output {self.output_dir}', flush=True)
+              f'{self.step}, output {self.output_dir}; {distribution.describe(self.strategy)}'
+              f'{synchronized}', flush=True)
         window_start, window_steps = time.perf_counter(), 0
         while self.step < self.total_steps:
             phase = self.phase(self.step)
@@ -288,17 +324,17 @@ class ReidTrainer(CheckpointedLoop):
             step = self.step
             if not math.isfinite(values['loss']):
                 raise FloatingPointError(f'non-finite triplet loss at step {step}; the last good '
-                                         f'checkpoint is {self.manager.latest_checkpoint}')
+                                         f'checkpoint is {self.latest_checkpoint}')
             window_steps += 1
             if step % config.reid_log_every == 0 or step == self.total_steps:
                 seconds = time.perf_counter() - window_start
                 self._log(writer, step, phase, values, window_steps * batch / max(seconds, 1e-9))
                 window_start, window_steps = time.perf_counter(), 0
-            save_checkpoint(self.manager, step, config.reid_checkpoint_every)   # on multiples
+            self.save(step, config.reid_checkpoint_every)   # on multiples
             if config.reid_eval_every and step % config.reid_eval_every == 0 \
                     and step < self.total_steps:
                 self.validate()
-        save_checkpoint(self.manager, self.step, config.reid_checkpoint_every, final=True)
+        self.save(self.step, config.reid_checkpoint_every, final=True)
         return self.validate()
 
     def _log(self, writer, step: int, phase: str, values: dict, samples_per_second: float):
@@ -325,7 +361,7 @@ class ReidTrainer(CheckpointedLoop):
         return validate_search(self.joint_model(), dataset, self.image_size,
                                self.config.pooling_batch_size, self.data_dir, self.manual_dir,
                                self.output_dir, self.step, f'at step {self.step}',
-                               resize_mode=self.resize_mode)
+                               resize_mode=self.resize_mode, write=self.is_chief)
 
 
 def train_reid(config: ReidConfig, output_dir: str, pooled_dir: str,

@@ -24,6 +24,10 @@ import tensorflow as tf
 
 from ps_tf import atomic
 
+# `DetectionConfig.weights` value that starts the detector from the run's own pretraining stage
+# (train.py resolves it to <model_dir>/pretrain/resnet50.h5).
+PRETRAINED_WEIGHTS = 'pretrained'
+
 
 @dataclasses.dataclass(frozen=True)
 class DetectionConfig:
@@ -127,8 +131,8 @@ PRESETS: dict[str, DetectionConfig] = {
         image_size=320, batch_size=8, epochs=3.5, base_learning_rate=0.02, warmup_epochs=0.15,
         datasets='synthetic_person_search/default:1',
         validation='synthetic_person_search/default:gallery', validation_images=0,
-        flip_prob=0.5, weights='pretrained', freeze_shared_trunk=True, freeze_batch_norm=False,
-        head_batch_norm=True, anchor_size=2.5,
+        flip_prob=0.5, weights=PRETRAINED_WEIGHTS, freeze_shared_trunk=True,
+        freeze_batch_norm=False, head_batch_norm=True, anchor_size=2.5,
         mixed_precision='auto', log_every=10, checkpoint_every=100, eval_every=250),
 }
 # `tiny`: the synthetic preset on `synthetic_person_search/tiny` with a few steps of everything,

@@ -78,8 +78,6 @@ from ps_tf.training import reid
 
 FLAGS = flags.FLAGS
 STAGES = ('pretrain', 'detection', 'features', 'reid')
-# DetectionConfig.weights value that starts the detector from this run's own pretraining stage.
-PRETRAINED = 'pretrained'
 flags.DEFINE_enum('stage', 'all', ['all', *STAGES, joint_finetune.STAGE],
                   'Training stage to run; all = detection, features, reid, then the search '
                   'metrics.')
@@ -263,11 +261,12 @@ def _run_stage(stage: str, manual_dir, strategy) -> dict:
         return pretraining.pretrain_backbone(config, _pretrain_dir(), data_dir=FLAGS.data_dir)
     if stage == 'detection':
         config = _detection_config()
-        if config.weights == PRETRAINED:
+        if config.weights == config_lib.PRETRAINED_WEIGHTS:
             weights = pretraining.weights_path(_pretrain_dir())
             if not os.path.exists(weights):
-                raise app.UsageError(f'--weights={PRETRAINED} starts from {weights}, which does '
-                                     'not exist: run --stage=pretrain first (--stage=all does)')
+                raise app.UsageError(f'--weights={config_lib.PRETRAINED_WEIGHTS} starts from '
+                                     f'{weights}, which does not exist: run --stage=pretrain '
+                                     f'first (--stage=all does)')
             config = dataclasses.replace(config, weights=weights)
         return detection.train_detector(config, FLAGS.model_dir, data_dir=FLAGS.data_dir,
                                         manual_dir=manual_dir, strategy=strategy)
@@ -299,7 +298,7 @@ def _run_all(manual_dir, strategy) -> dict:
     """detection -> features -> reid; each stage resumes (or skips) what a previous run did."""
     started = time.perf_counter()
     summary = {}
-    stages = STAGES if _detection_config().weights == PRETRAINED else STAGES[1:]
+    stages = STAGES if _detection_config().weights == config_lib.PRETRAINED_WEIGHTS else STAGES[1:]
     stages += (joint_finetune.STAGE,) if FLAGS.joint_finetune else ()
     for number, stage in enumerate(stages, start=1):
         print(f'== {number}/{len(stages)} {stage}', flush=True)

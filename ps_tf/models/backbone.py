@@ -20,6 +20,7 @@ import os
 import tensorflow as tf
 from absl import logging
 
+from ps_tf.config import PRETRAINED_WEIGHTS
 from ps_tf.models.garden import GardenPreprocess, garden_resnet50
 
 # Output layer of each ResNet-50 stage: C2 stride 4 (256 ch), C3 stride 8 (512), C4 stride 16
@@ -62,9 +63,10 @@ def resnet50(weights: str = 'none', freeze_batch_norm: bool = False) -> tf.keras
     keras_weights = None
     if weights == 'imagenet':
         keras_weights = 'imagenet'
-    elif weights == 'pretrained':   # a run's own pretraining: only train.py knows the run
-        raise ValueError("backbone weights 'pretrained' mean a run's own pretraining stage, which "
-                         'train.py resolves to <model_dir>/pretrain/resnet50.h5; pass that file')
+    elif weights == PRETRAINED_WEIGHTS:   # a run's own pretraining: only train.py knows the run
+        raise ValueError(f"backbone weights '{PRETRAINED_WEIGHTS}' mean a run's own pretraining "
+                         'stage, which train.py resolves to <model_dir>/pretrain/resnet50.h5; '
+                         'pass that file')
     elif weights not in ('none', None, ''):
         if not os.path.exists(weights) and not os.path.exists(weights + '.index'):
             raise FileNotFoundError(f'backbone weights file {weights} does not exist (expected '

@@ -29,11 +29,16 @@ DOMAINS = ('default', 'domain_b')
 BOXES = ('gt', 'det')
 VARIANT_ORDER = ('J2', 'J3', 'J4', 'Disj')
 
-flags.DEFINE_list('runs', [], 'VARIANT:SEED:BOXES=PREFIX entries (module docstring).')
-flags.DEFINE_integer('gallery_size', 100, 'The gallery size whose result is read.')
-flags.DEFINE_string('plot', None, 'PNG path of the GT-box plot (none without it).')
-flags.DEFINE_string('title', 'GT-box search mAP on one detector', 'The plot\'s title.')
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """The command's flags, defined only when it runs as a script: the tests import this module
+    beside other experiment scripts whose flags share names (`gallery_size`)."""
+    flags.DEFINE_list('runs', [], 'VARIANT:SEED:BOXES=PREFIX entries (module docstring).')
+    flags.DEFINE_integer('gallery_size', 100, 'The gallery size whose result is read.')
+    flags.DEFINE_string('plot', None, 'PNG path of the GT-box plot (none without it).')
+    flags.DEFINE_string('title', 'GT-box search mAP on one detector', 'The plot\'s title.')
 
 
 def parse_run(entry: str) -> tuple[str, int, str, str]:
@@ -142,4 +147,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+    define_flags()
     app.run(main)

@@ -138,4 +138,9 @@ def test_head_batch_norm_statistics_are_per_level():
     batch_variance = {level: (head.class_norms[f'P{level}'][0].moving_variance.numpy() - 0.99)
                       / 0.01 for level in range(3, 8)}
     assert np.mean(batch_variance[7]) > 20 * np.mean(batch_variance[3])
-    np.testing.assert_allclose(np.mean(batch_variance[3]), np.mean(batch_variance[4]), rtol=0.5)
+    # Each level's statistics are its own activations' (the shared first convolution applied to
+    # that level alone; 5 % covers the fused kernel's unbiased n / (n - 1) = 32 / 31).
+    for level in range(3, 8):
+        own = head.class_convs[0](pyramid[f'P{level}']).numpy()
+        np.testing.assert_allclose(batch_variance[level], np.var(own, axis=(0, 1, 2)), rtol=0.05,
+                                   err_msg=f'P{level}')

@@ -184,14 +184,18 @@ def test_bfloat16_model_keeps_float32_variables_and_outputs():
 def test_the_detector_learns_its_loss_falls(tiny_synthetic_data_dir, tmp_path, capsys):
     """The learning check of stage 1: on the tiny training images, 40 steps from scratch bring the
     loss well below where it started. (Detection AP on 64 px images stays at 0 after 40 steps from
-    scratch: an AP check needs a longer run than the suite affords.)"""
+    scratch: an AP check needs a longer run than the suite affords.)
+
+    Every step's loss is logged and compared as means over the first 5 and the last 10 steps: a
+    single step's loss on 4 images swings by 2x (3.4, 3.7, 2.1, 1.6, 4.3 ...), and a check on
+    two logged steps at each end failed once on that noise alone."""
     config = _tiny_config(validation='', batch_size=4, epochs=40, warmup_epochs=2,
-                          base_learning_rate=0.01, log_every=5, checkpoint_every=100)
+                          base_learning_rate=0.01, log_every=1, checkpoint_every=100)
     detection.DetectionTrainer(config, str(tmp_path / 'run'), tiny_synthetic_data_dir).train()
     losses = [float(line.split('loss ')[1].split()[0])
               for line in capsys.readouterr().out.splitlines() if line.startswith('step ')]
-    assert len(losses) >= 6
-    assert np.mean(losses[-2:]) < 0.7 * np.mean(losses[:2]), losses
+    assert len(losses) == 40
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:5]), losses
 
 
 def test_frozen_shared_trunk_keeps_its_weights_and_statistics(tiny_synthetic_data_dir, tmp_path):

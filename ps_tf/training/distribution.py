@@ -66,12 +66,16 @@ class ClusterTask:
 
     @property
     def num_workers(self) -> int:
-        """The processes that train: the chief, if any, and the workers."""
-        return sum(len(self.jobs.get(job, ())) for job in ('chief', 'worker'))
+        return count_workers(self.jobs)
 
     @property
     def is_chief(self) -> bool:
         return is_chief_task(self.task_type, self.task_index, 'chief' in self.jobs)
+
+
+def count_workers(jobs: dict[str, list[str]]) -> int:
+    """The processes that train: the chief, if any, and the workers."""
+    return sum(len(jobs.get(job, ())) for job in ('chief', 'worker'))
 
 
 def is_chief_task(task_type: str | None, task_index: int | None, has_chief_job: bool) -> bool:
@@ -188,8 +192,7 @@ def num_workers(strategy: tf.distribute.Strategy | None) -> int:
     resolver = getattr(strategy, 'cluster_resolver', None)
     if resolver is None:
         return 1
-    jobs = resolver.cluster_spec().as_dict()
-    return max(1, sum(len(jobs.get(job, ())) for job in ('chief', 'worker')))
+    return max(1, count_workers(resolver.cluster_spec().as_dict()))
 
 
 def describe(strategy: tf.distribute.Strategy | None) -> str:

@@ -52,8 +52,8 @@ def median_seconds(fn, repeats: int) -> float:
 
 def measure(variant: str, size: int, batch: int, precision: str,
             repeats: int) -> dict[str, float]:
-    config = dataclasses.replace(config_lib.PRESETS['synthetic'], variant=variant, weights='none',
-                                 image_size=size, mixed_precision=precision)
+    config = dataclasses.replace(config_lib.PRESETS['synthetic'].detection, variant=variant,
+                                 weights='none', image_size=size, mixed_precision=precision)
     model = factory.build_model(config)
     images = tf.random.uniform([batch, size, size, 3], 0, 255)
     num_anchors = sum(anchors_per_level(factory.anchor_config(config), size))

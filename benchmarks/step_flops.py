@@ -101,7 +101,7 @@ def forward_activation_bytes(function) -> int:
 
 def stage1_rows(preset: str) -> list[dict]:
     # Random weights: the preset's own may be a pretraining run's, which costs the same.
-    config = dataclasses.replace(_float32(config_lib.PRESETS[preset]), weights='none')
+    config = dataclasses.replace(_float32(config_lib.PRESETS[preset].detection), weights='none')
     size, batch = config.image_size, config.batch_size
     model = factory.build_model(config)
     model(tf.zeros([1, size, size, 3]), training=False)
@@ -136,7 +136,7 @@ def stage1_rows(preset: str) -> list[dict]:
 
 
 def stage2_rows(variants: list[str]) -> list[dict]:
-    reid = config_lib.REID_PRESETS[FLAGS.reid_preset]
+    reid = config_lib.PRESETS[FLAGS.reid_preset].reid
     batch = reid.identities_per_batch * reid.samples_per_identity
     labels = tf.repeat(tf.range(reid.identities_per_batch), reid.samples_per_identity)
     rows = []
@@ -169,7 +169,7 @@ def stage2_rows(variants: list[str]) -> list[dict]:
 
 
 def detector_for(variant: str):
-    config = dataclasses.replace(_float32(config_lib.PRESETS['paper']), variant=variant)
+    config = dataclasses.replace(_float32(config_lib.PRESETS['paper'].detection), variant=variant)
     return config, factory.built_detector(config)
 
 
@@ -188,7 +188,7 @@ def pooling_rows(variants: list[str]) -> list[dict]:
 
 
 def inference_rows(variants: list[str]) -> list[dict]:
-    reid = config_lib.REID_PRESETS[FLAGS.reid_preset]
+    reid = config_lib.PRESETS[FLAGS.reid_preset].reid
     rows = []
     for variant in [v for v in variants if v != DISJOINT]:
         config, detector = detector_for(variant)

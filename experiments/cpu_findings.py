@@ -2,7 +2,8 @@
 
     python experiments/cpu_findings.py --root=runs/cpu_findings              # ~5 h on 2 cores
     python experiments/cpu_findings.py --root=runs/cpu_findings --pair_variants=J2 \
-        --extra_flags="--epochs=2 --steps_per_epoch=150 --semi_hard_epochs=5 --hard_epochs=5"
+        --extra_flags="--epochs=2 --steps_per_epoch=150 --reid.semi_hard_epochs=5 \
+                       --reid.hard_epochs=5"
                                                                          # ~2.5 h: RESULTS.md
     python experiments/cpu_findings.py --root=runs/cpu_findings --dry_run    # plan + estimate
     python experiments/cpu_findings.py --root=runs/cpu_findings --report_only
@@ -28,7 +29,7 @@ gallery boxes. The findings then read:
 2. aggregation: single vs aggregated detection data, same variant, on default (Table 1d);
 3. cross-domain: the same pair evaluated on domain_b (Table 1c).
 
-Seeds: `--seed` (detector initialisation, data order) and `--reid_seed` (sampler, embedding layer)
+Seeds: `--seed` (detector initialisation, data order) and `--reid.seed` (sampler, embedding layer)
 are both the seed. Steps resume (`step_runner.py`); `findings_report.py` writes RESULTS.md and the
 plots from whatever has finished. `--quick` shrinks every run to a few steps (a plumbing check, not
 a result); tests run it on tiny datasets.
@@ -69,11 +70,12 @@ DETECTION_TRUNK = ('--weights=none', '--nofreeze_shared_trunk')
 # Two detection steps at a small learning rate (the preset's 0.02 without warm-up can blow the
 # untrained trunk's maps past float16 on tiny data), float32 pooled features.
 QUICK_TRAIN_FLAGS = ('--image_size=64 --batch_size=2 --epochs=1 --steps_per_epoch=2 '
-                     '--base_learning_rate=0.001 --pooled_dtype=float32 '
-                     '--mixed_precision=float32 --reid_mixed_precision=float32 '
-                     '--images_per_shard=8 --pooling_batch_size=4 --embedding_dim=8 '
-                     '--identities_per_batch=2 --samples_per_identity=2 --semi_hard_epochs=1 '
-                     '--hard_epochs=1 --reid_steps_per_epoch=1 --validation_images=2')
+                     '--base_learning_rate=0.001 --reid.pooled_dtype=float32 '
+                     '--mixed_precision=float32 --reid.mixed_precision=float32 '
+                     '--reid.images_per_shard=8 --reid.pooling_batch_size=4 '
+                     '--reid.embedding_dim=8 --reid.identities_per_batch=2 '
+                     '--reid.samples_per_identity=2 --reid.semi_hard_epochs=1 '
+                     '--reid.hard_epochs=1 --reid.steps_per_epoch=1 --validation_images=2')
 QUICK_SPEED_FLAGS = '--image_size=64 --batch_sizes=1 --people=2 --repeats=1 --warmup=0'
 
 flags.DEFINE_string('root', None, 'Output root (seed<N>/..., speed/, logs/, done/).')
@@ -139,8 +141,8 @@ def plan(seeds: list[int], variants: list[str], pair_variants: list[str], speed:
                 name = f'{mix}_{variant}'
                 common = ('--preset=synthetic', f'--variant={variant}',
                           f'--model_dir={{root}}/{base}/reid/{name}',
-                          f'--detection_model_dir={detection_dir}', f'--reid_datasets={default}',
-                          '--reid_validation=', f'--reid_seed={seed}')
+                          f'--detection_model_dir={detection_dir}', f'--reid.datasets={default}',
+                          '--reid.validation=', f'--reid.seed={seed}')
                 steps.append(Step(f'{base}/reid/{name}:features', step_runner.TRAIN,
                                   ('--stage=features',) + common))
                 steps.append(Step(f'{base}/reid/{name}:reid', step_runner.TRAIN,
@@ -185,9 +187,10 @@ def estimate_minutes(step: Step, extra_flags: list[str] = ()) -> float:
         return MINUTES_DETECTION_PER_STEP * steps
     if '--stage=features' in step.args:
         return MINUTES_POOLING[variant]
-    epochs = (float(overrides.get('semi_hard_epochs', PRESET_REID_EPOCHS / 2))
-              + float(overrides.get('hard_epochs', PRESET_REID_EPOCHS / 2)))
-    steps_per_epoch = int(overrides.get('reid_steps_per_epoch', 0)) or PRESET_REID_STEPS_PER_EPOCH
+    epochs = (float(overrides.get('reid.semi_hard_epochs', PRESET_REID_EPOCHS / 2))
+              + float(overrides.get('reid.hard_epochs', PRESET_REID_EPOCHS / 2)))
+    steps_per_epoch = (int(overrides.get('reid.steps_per_epoch', 0))
+                       or PRESET_REID_STEPS_PER_EPOCH)
     return MINUTES_REID[variant] * epochs * steps_per_epoch / (
         PRESET_REID_EPOCHS * PRESET_REID_STEPS_PER_EPOCH)
 

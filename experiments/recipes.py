@@ -147,13 +147,13 @@ def _reid_steps(mix: str, variant: str, reid_dataset: str) -> list[Step]:
     """Pooling (or cropping, for Disj) then stage 2, reading the mix's detection run; the
     pooled features are deleted once stage 2 has finished (they only serve it).
 
-    Stage 2 validates nothing while training (`--reid_validation=`): evaluate.py scores the
+    Stage 2 validates nothing while training (`--reid.validation=`): evaluate.py scores the
     finished model with the full protocol.
     """
     name = run_name(mix, variant, reid_dataset)
     common = (f'--preset={PRESET}', f'--variant={variant}', f'--model_dir={{root}}/reid/{name}',
               f'--detection_model_dir={{root}}/detection/{mix}',
-              f'--reid_datasets={reid_dataset}', '--reid_validation=')
+              f'--reid.datasets={reid_dataset}', '--reid.validation=')
     return [Step(f'reid/{name}:features', 'train.py', ('--stage=features',) + common),
             Step(f'reid/{name}:reid', 'train.py',
                  ('--stage=reid', '--delete_pooled_after_reid') + common)]

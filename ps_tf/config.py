@@ -1,5 +1,12 @@
 """Training settings and the three presets, in one place.
 
+The settings form one `ExperimentConfig` of four sections, one frozen dataclass per stage:
+`detection` (`DetectionConfig`, stage 1), `reid` (`ReidConfig`, feature pooling and stage 2),
+`joint` (`JointConfig`, the optional joint fine-tuning) and `pretrain` (`PretrainConfig`,
+backbone pretraining). A setting is named by its section and its field: `reid.margin`,
+`joint.steps`, `pretrain.steps`; the same field name in two sections (`seed`, `validation`,
+`mixed_precision`, ...) is two settings.
+
 `paper` is the paper's setting (ICIP 2019, §3.1): 640x640 images, batch 10, SGD momentum 0.9,
 linear-cosine decay with warm-up from 1e-3, 90 epochs, detection on CUHK-SYSU + PRW + MOT17Det +
 WIDER Pedestrian, the detector fine-tuned from a COCO RetinaNet: the TF Model Garden's layout and
@@ -9,7 +16,15 @@ batch norm trained. `tiny` is `synthetic` on `synthetic_person_search/tiny` with
 every stage: one switch for a smoke run of the whole pipeline in minutes (what the tests'
 miniature main job runs).
 
-Every field is a flag of `train.py` (same name), so any preset value can be overridden.
+Every setting is a flag of `train.py`, so any preset value can be overridden. The naming rule:
+the stage-1 (`detection`) settings are plain flags named as their fields (`--epochs`,
+`--image_size`, `--variant`), the others are qualified by their section (`--reid.margin`,
+`--reid.seed`, `--joint.steps`, `--pretrain.steps`; `flag_name`). A settings file
+(`--config_file`, `read_settings_file`) names them by section and field, `{"detection":
+{"epochs": 5}, "reid": {"margin": 0.3}}`. `resolve` applies the preset, then the file, then the
+flags. Names from before the sections (`--reid_seed`, `--joint_steps`, `--margin`, a file's
+`{"reid": {"reid_seed": 1}}`) are refused with the new name (`FORMER_FLAGS`,
+`RENAMED_SETTINGS`); run directories written with them still load (`load_trained_reid`).
 """
 
 from __future__ import annotations
@@ -18,6 +33,7 @@ import dataclasses
 import json
 import os
 import typing
+from collections.abc import Mapping
 from typing import Any
 
 import tensorflow as tf
@@ -31,7 +47,8 @@ PRETRAINED_WEIGHTS = 'pretrained'
 
 @dataclasses.dataclass(frozen=True)
 class DetectionConfig:
-    """Stage 1: the RetinaNet detector on the shared trunk.
+    """Stage 1: the RetinaNet detector on the shared trunk. The section `detection`: the flags
+    are the plain field names (`--epochs`), a settings file's `"detection"` object.
 
     Attributes:
         variant: 'J2', 'J3' or 'J4'.
@@ -117,184 +134,12 @@ class DetectionConfig:
     seed: int = 0
 
 
-PRESETS: dict[str, DetectionConfig] = {
-    # The Model Garden's RetinaNet layout and anchors, so that its COCO checkpoint loads whole
-    # (--init_checkpoint; docs/choices.md#coco-initialisation).
-    'paper': DetectionConfig(weights='none', layout='garden', head_batch_norm=True,
-                             aspect_ratios='2,1,0.5'),
-    # ~537 steps of 8 images (2.0.0's 1,227 training images). The ResNet-50 starts from this
-    # run's attribute pretraining (no ImageNet here) and C1 up to the shared stage stay as
-    # pretrained: at an equal reduced budget that tripled detection AP (0.17 -> 0.55) and
-    # quadrupled J3's ground-truth-box search mAP (0.04 -> 0.16) against fine-tuning them
-    # (experiments/README.md, "Keeping the pretrained trunk").
-    'synthetic': DetectionConfig(
-        image_size=320, batch_size=8, epochs=3.5, base_learning_rate=0.02, warmup_epochs=0.15,
-        datasets='synthetic_person_search/default:1',
-        validation='synthetic_person_search/default:gallery', validation_images=0,
-        flip_prob=0.5, weights=PRETRAINED_WEIGHTS, freeze_shared_trunk=True,
-        freeze_batch_norm=False, head_batch_norm=True, anchor_size=2.5,
-        mixed_precision='auto', log_every=10, checkpoint_every=100, eval_every=250),
-}
-# `tiny`: the synthetic preset on `synthetic_person_search/tiny` with a few steps of everything,
-# one switch (`--preset=tiny`) for a smoke run of the whole pipeline in a few minutes.
-PRESETS['tiny'] = dataclasses.replace(
-    PRESETS['synthetic'], image_size=64, batch_size=2, epochs=0.5, warmup_epochs=0.5,
-    datasets='synthetic_person_search/tiny:1', validation='synthetic_person_search/tiny:gallery',
-    mixed_precision='float32', log_every=1, checkpoint_every=10, eval_every=0)
-
-
-def resolve(preset: str, overrides: dict[str, Any]) -> DetectionConfig:
-    """The stage-1 preset with `overrides` (field -> value; None values are ignored) applied.
-
-    Raises:
-        ValueError: unknown preset or field.
-    """
-    return _apply_overrides(PRESETS, preset, overrides)
-
-
-def _apply_overrides(presets: dict, preset: str, overrides: dict[str, Any]):
-    if preset not in presets:
-        raise ValueError(f'unknown preset {preset!r}; choose one of {sorted(presets)}')
-    config = presets[preset]
-    fields = {f.name for f in dataclasses.fields(config)}
-    unknown = set(overrides) - fields
-    if unknown:
-        raise ValueError(f'unknown {type(config).__name__} settings {sorted(unknown)}')
-    return dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
-
-
 def save_config(config: DetectionConfig, model_dir: str, **extra: Any) -> str:
     """Writes the resolved config as JSON next to the checkpoints (atomically); returns the
     path."""
     path = os.path.join(model_dir, 'config.json')
     atomic.write_json(path, {**dataclasses.asdict(config), **extra})
     return path
-
-
-# ----------------------------------------------------------------------------- stage 2 (re-ID)
-
-@dataclasses.dataclass(frozen=True)
-class ReidConfig:
-    """Feature pooling and stage 2: the re-ID branch trained on pooled features.
-
-    The variant and image size come from the stage-1 run (its `config.json`). Field names differ
-    from `DetectionConfig`'s so that every field of both is its own `train.py` flag. The same
-    settings train the disjoint baseline's embedding network on ground-truth crops (variant
-    'Disj', `ps_tf/models/stage2.py`).
-
-    Attributes:
-        reid_datasets: comma-separated re-ID datasets ('name[/config]'), pooled from the split
-            `reid_split`; identities are made unique across them.
-        reid_split: the split pooled (TFDS slicing works).
-        pooled_dtype: storage dtype of the pooled features, 'float16' or 'float32' (the
-            disjoint baseline's crops are always 'uint8').
-        images_per_shard: images per pooled-feature shard (the unit of resume).
-        pooling_batch_size: images per forward pass of the trunk while pooling.
-        embedding_dim: size of the re-ID embedding.
-        identities_per_batch: P, identities per stage-2 batch.
-        samples_per_identity: K, samples per identity.
-        in_memory_budget: stage 2 loads the whole pooled set into memory once and builds its
-            batches there when the set takes at most this fraction of the available memory,
-            else it reads each batch's records from disk (0 = always from disk;
-            `ps_tf/data/identity_sampler.py`). Both give the same batches.
-        num_parallel_reads: batches the disk reader reads and parses in parallel (raise it for
-            slow or remote storage).
-        semi_hard_epochs: epochs of the first phase (TFA `TripletSemiHardLoss`).
-        hard_epochs: epochs of the second phase (TFA `TripletHardLoss`, batch hard).
-        reid_epoch_unit: what one epoch of `semi_hard_epochs` / `hard_epochs` is:
-            'identities' (ceil(identities / P) batches: every identity once as a batch identity)
-            or 'boxes' (ceil(boxes / (P x K)) batches: as many samples as pooled boxes).
-        reid_steps_per_epoch: steps per epoch if > 0, overriding `reid_epoch_unit` (1 makes the
-            epoch counts step counts).
-        reid_learning_rate: Adam's initial learning rate, decayed linear-cosine.
-        reid_schedule: 'continuous' (one decay over both phases, the paper's wording) or
-            'per_phase' (the decay restarts at the batch-hard phase, from `hard_learning_rate`).
-        hard_learning_rate: the batch-hard phase's initial rate with 'per_phase' (0 = the same as
-            `reid_learning_rate`).
-        reid_warmup_epochs: linear warm-up length (at the start of training).
-        reid_flip: flip each pooled box horizontally with probability 1/2 while training (a
-            person's mirror image is the same person; the pooled map of a flipped box is close to
-            the flipped map of the box).
-        margin: triplet margin (both phases), in the distance of the embeddings the losses see.
-        soft_margin: the batch-hard phase (and joint fine-tuning) uses the soft margin
-            log(1 + exp(d+ - d-)) instead of the hinge (Hermans et al.; TFA's `soft=True`), so
-            `margin` applies to the semi-hard phase only.
-        normalize_for_loss: L2-normalise the embeddings before the triplet losses, as TFA's
-            losses expect (raw embeddings let the semi-hard loss shrink by scaling them up:
-            on synthetic data their norm grew to ~30 and search mAP was lower); inference always
-            normalises.
-        reid_mixed_precision: the replicated stages' precision, as `mixed_precision` of
-            stage 1 ('float32', 'bfloat16', 'float16' or 'auto').
-        reid_freeze_batch_norm: keep the replicated stages' batch norm in inference mode with the
-            detector's statistics (training and inference then see the same normalisation).
-        reid_validation: TFDS dataset whose gallery/query splits are searched periodically
-            ('' = none).
-        reid_log_every, reid_checkpoint_every, reid_eval_every: periods in steps (eval 0 = only
-            at the end).
-        reid_seed: the P x K sampler's and the embedding layer's seed.
-        disjoint_weights: the disjoint baseline (variant 'Disj') only: its embedding ResNet-50's
-            initialisation, 'detector' (the stage-1 detector's ResNet-50, as the joint models'
-            re-ID branches start from the detector's stages), 'imagenet', 'none' or a ResNet-50
-            weights file.
-    """
-    reid_datasets: str = 'cuhk_sysu'
-    reid_split: str = 'train'
-    pooled_dtype: str = 'float16'
-    images_per_shard: int = 500
-    pooling_batch_size: int = 8
-    embedding_dim: int = 128
-    identities_per_batch: int = 32
-    samples_per_identity: int = 4
-    in_memory_budget: float = 0.5
-    num_parallel_reads: int = 2
-    semi_hard_epochs: float = 350.0
-    hard_epochs: float = 350.0
-    reid_epoch_unit: str = 'identities'
-    reid_steps_per_epoch: int = 0
-    reid_learning_rate: float = 1e-4
-    reid_schedule: str = 'continuous'
-    hard_learning_rate: float = 0.0
-    reid_warmup_epochs: float = 0.0
-    reid_flip: bool = False
-    margin: float = 0.5
-    soft_margin: bool = False
-    normalize_for_loss: bool = True
-    reid_freeze_batch_norm: bool = False
-    reid_mixed_precision: str = 'float32'
-    reid_validation: str = 'cuhk_sysu'
-    reid_log_every: int = 100
-    reid_checkpoint_every: int = 1000
-    reid_eval_every: int = 20000
-    reid_seed: int = 0
-    disjoint_weights: str = 'detector'
-
-
-REID_PRESETS: dict[str, ReidConfig] = {
-    'paper': ReidConfig(),
-    # The default synthetic split has 400 training identities: 16 x 4 batches, 25 per epoch; 400
-    # steps (more help: 300 -> 600 steps raised search mAP at gallery 100 from 0.48 to 0.54).
-    'synthetic': ReidConfig(
-        reid_datasets='synthetic_person_search/default', images_per_shard=200,
-        identities_per_batch=16, samples_per_identity=4, semi_hard_epochs=8.0, hard_epochs=8.0,
-        reid_learning_rate=3e-4, reid_validation='synthetic_person_search/default',
-        reid_mixed_precision='auto', reid_log_every=10, reid_checkpoint_every=50,
-        reid_eval_every=0),
-}
-REID_PRESETS['tiny'] = dataclasses.replace(
-    REID_PRESETS['synthetic'], reid_datasets='synthetic_person_search/tiny', images_per_shard=4,
-    pooling_batch_size=4, embedding_dim=8, identities_per_batch=2, samples_per_identity=2,
-    semi_hard_epochs=1, hard_epochs=1, reid_steps_per_epoch=1,
-    reid_validation='synthetic_person_search/tiny', reid_mixed_precision='float32',
-    reid_log_every=1)
-
-
-def resolve_reid(preset: str, overrides: dict[str, Any]) -> ReidConfig:
-    """The re-ID preset with `overrides` (field -> value; None values are ignored) applied.
-
-    Raises:
-        ValueError: unknown preset or field.
-    """
-    return _apply_overrides(REID_PRESETS, preset, overrides)
 
 
 def load_detection_config(model_dir: str) -> DetectionConfig:
@@ -316,6 +161,103 @@ def load_detection_config(model_dir: str) -> DetectionConfig:
     return DetectionConfig(**{k: v for k, v in content.items() if k in fields})
 
 
+# ----------------------------------------------------------------------------- stage 2 (re-ID)
+
+@dataclasses.dataclass(frozen=True)
+class ReidConfig:
+    """Feature pooling and stage 2: the re-ID branch trained on pooled features.
+
+    The variant and image size come from the stage-1 run (its `config.json`). The section
+    `reid`: flags `--reid.<field>`, a settings file's `"reid"` object. The same settings train
+    the disjoint baseline's embedding network on ground-truth crops (variant 'Disj',
+    `ps_tf/models/stage2.py`).
+
+    Attributes:
+        datasets: comma-separated re-ID datasets ('name[/config]'), pooled from the split
+            `split`; identities are made unique across them.
+        split: the split pooled (TFDS slicing works).
+        pooled_dtype: storage dtype of the pooled features, 'float16' or 'float32' (the
+            disjoint baseline's crops are always 'uint8').
+        images_per_shard: images per pooled-feature shard (the unit of resume).
+        pooling_batch_size: images per forward pass of the trunk while pooling.
+        embedding_dim: size of the re-ID embedding.
+        identities_per_batch: P, identities per stage-2 batch.
+        samples_per_identity: K, samples per identity.
+        in_memory_budget: stage 2 loads the whole pooled set into memory once and builds its
+            batches there when the set takes at most this fraction of the available memory,
+            else it reads each batch's records from disk (0 = always from disk;
+            `ps_tf/data/identity_sampler.py`). Both give the same batches.
+        num_parallel_reads: batches the disk reader reads and parses in parallel (raise it for
+            slow or remote storage).
+        semi_hard_epochs: epochs of the first phase (TFA `TripletSemiHardLoss`).
+        hard_epochs: epochs of the second phase (TFA `TripletHardLoss`, batch hard).
+        epoch_unit: what one epoch of `semi_hard_epochs` / `hard_epochs` is:
+            'identities' (ceil(identities / P) batches: every identity once as a batch identity)
+            or 'boxes' (ceil(boxes / (P x K)) batches: as many samples as pooled boxes).
+        steps_per_epoch: steps per epoch if > 0, overriding `epoch_unit` (1 makes the epoch
+            counts step counts).
+        learning_rate: Adam's initial learning rate, decayed linear-cosine.
+        schedule: 'continuous' (one decay over both phases, the paper's wording) or
+            'per_phase' (the decay restarts at the batch-hard phase, from `hard_learning_rate`).
+        hard_learning_rate: the batch-hard phase's initial rate with 'per_phase' (0 = the same as
+            `learning_rate`).
+        warmup_epochs: linear warm-up length (at the start of training).
+        flip: flip each pooled box horizontally with probability 1/2 while training (a person's
+            mirror image is the same person; the pooled map of a flipped box is close to the
+            flipped map of the box).
+        margin: triplet margin (both phases), in the distance of the embeddings the losses see.
+        soft_margin: the batch-hard phase (and joint fine-tuning) uses the soft margin
+            log(1 + exp(d+ - d-)) instead of the hinge (Hermans et al.; TFA's `soft=True`), so
+            `margin` applies to the semi-hard phase only.
+        normalize_for_loss: L2-normalise the embeddings before the triplet losses, as TFA's
+            losses expect (raw embeddings let the semi-hard loss shrink by scaling them up:
+            on synthetic data their norm grew to ~30 and search mAP was lower); inference always
+            normalises.
+        mixed_precision: the replicated stages' precision, as `DetectionConfig.mixed_precision`
+            ('float32', 'bfloat16', 'float16' or 'auto').
+        freeze_batch_norm: keep the replicated stages' batch norm in inference mode with the
+            detector's statistics (training and inference then see the same normalisation).
+        validation: TFDS dataset whose gallery/query splits are searched periodically
+            ('' = none).
+        log_every, checkpoint_every, eval_every: periods in steps (eval 0 = only at the end).
+        seed: the P x K sampler's and the embedding layer's seed.
+        disjoint_weights: the disjoint baseline (variant 'Disj') only: its embedding ResNet-50's
+            initialisation, 'detector' (the stage-1 detector's ResNet-50, as the joint models'
+            re-ID branches start from the detector's stages), 'imagenet', 'none' or a ResNet-50
+            weights file.
+    """
+    datasets: str = 'cuhk_sysu'
+    split: str = 'train'
+    pooled_dtype: str = 'float16'
+    images_per_shard: int = 500
+    pooling_batch_size: int = 8
+    embedding_dim: int = 128
+    identities_per_batch: int = 32
+    samples_per_identity: int = 4
+    in_memory_budget: float = 0.5
+    num_parallel_reads: int = 2
+    semi_hard_epochs: float = 350.0
+    hard_epochs: float = 350.0
+    epoch_unit: str = 'identities'
+    steps_per_epoch: int = 0
+    learning_rate: float = 1e-4
+    schedule: str = 'continuous'
+    hard_learning_rate: float = 0.0
+    warmup_epochs: float = 0.0
+    flip: bool = False
+    margin: float = 0.5
+    soft_margin: bool = False
+    normalize_for_loss: bool = True
+    freeze_batch_norm: bool = False
+    mixed_precision: str = 'float32'
+    validation: str = 'cuhk_sysu'
+    log_every: int = 100
+    checkpoint_every: int = 1000
+    eval_every: int = 20000
+    seed: int = 0
+    disjoint_weights: str = 'detector'
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainedReid:
     """What a trained stage-2 (or joint fine-tuning) directory's `config.json` says about its
@@ -327,27 +269,27 @@ class TrainedReid:
         variant: 'J2', 'J3', 'J4' or 'Disj'.
         embedding_dim: size of the re-ID embedding.
         source_checkpoint: the stage-1 checkpoint the features were pooled with.
-        reid_datasets: comma-separated re-ID datasets the branch was trained on (None: not
+        datasets: comma-separated re-ID datasets the branch was trained on (None: not
             recorded; fine-tuning needs it, loading does not).
-        reid_split: their split (idem).
+        split: their split (idem).
         margin: the triplet margin (idem).
         soft_margin: batch hard used the soft margin (fine-tuning keeps it).
         normalize_for_loss: the triplet loss saw L2-normalised embeddings.
-        reid_freeze_batch_norm: the replicated stages' batch norm stayed in inference mode.
-        reid_mixed_precision: the compute precision stage 2 was trained in.
+        freeze_batch_norm: the replicated stages' batch norm stayed in inference mode.
+        mixed_precision: the compute precision stage 2 was trained in.
     """
     path: str
     stage: str
     variant: str
     embedding_dim: int
     source_checkpoint: str
-    reid_datasets: str | None = None
-    reid_split: str | None = None
+    datasets: str | None = None
+    split: str | None = None
     margin: float | None = None
     soft_margin: bool = False
     normalize_for_loss: bool = True
-    reid_freeze_batch_norm: bool = False
-    reid_mixed_precision: str = 'float32'
+    freeze_batch_norm: bool = False
+    mixed_precision: str = 'float32'
 
 
 def load_trained_reid(directory: str) -> TrainedReid:
@@ -355,7 +297,9 @@ def load_trained_reid(directory: str) -> TrainedReid:
 
     Variant, embedding size and stage-1 checkpoint are required; a file of an older version
     lacks the settings that came later, which take the values those versions used (the
-    dataclass defaults).
+    dataclass defaults). A file written before the settings had sections names them with their
+    former prefix (`reid_datasets`, `reid_split`, `reid_freeze_batch_norm`,
+    `reid_mixed_precision`): read as the current names.
 
     Raises:
         ValueError: the file is missing, or lacks a required setting (named, with the file).
@@ -366,7 +310,7 @@ def load_trained_reid(directory: str) -> TrainedReid:
                          f'writes one)')
     with tf.io.gfile.GFile(path) as f:
         content = json.load(f)
-    content = {'stage': 'reid', **content, 'path': path}
+    content = {'stage': 'reid', **with_current_names(content, 'reid'), 'path': path}
     fields = dataclasses.fields(TrainedReid)
     missing = [f.name for f in fields
                if f.default is dataclasses.MISSING and f.name not in content]
@@ -381,69 +325,44 @@ def load_trained_reid(directory: str) -> TrainedReid:
 class JointConfig:
     """The optional joint fine-tuning after the two-step training
     (`ps_tf/training/joint_finetune.py`): detector, shared trunk and re-ID branch trained together
-    on L = L_det + joint_reid_weight * L_reid, the re-ID gradient reaching the shared trunk.
+    on L = L_det + reid_weight * L_reid, the re-ID gradient reaching the shared trunk.
 
     It starts from the finished stage-2 run (`<model_dir>/reid`) and its stage-1 detector, and
-    reads the stage-2 run's re-ID datasets and split. Field names start with `joint_` so that each
-    is its own `train.py` flag.
+    reads the stage-2 run's re-ID datasets and split. The section `joint`: flags
+    `--joint.<field>`, a settings file's `"joint"` object.
 
     Attributes:
-        joint_steps: training steps.
-        joint_identities_per_batch: P, identities a batch is drawn for.
-        joint_images_per_identity: K, images of each identity (images that show it); a batch is
+        steps: training steps.
+        identities_per_batch: P, identities a batch is drawn for.
+        images_per_identity: K, images of each identity (images that show it); a batch is
             P x K full images, and every labelled box in them enters the triplet loss.
-        joint_reid_weight: the weight of L_reid in the total loss (the paper's L has 1).
-        joint_optimizer: 'sgd' (with `joint_momentum`, as stage 1) or 'adam' (as stage 2).
-        joint_learning_rate: initial learning rate, decayed linear-cosine over `joint_steps`.
-        joint_warmup_steps: linear warm-up length.
-        joint_momentum: SGD momentum.
-        joint_weight_decay: L2 on the detector's convolution kernels, as stage 1 (stage 2 has
+        reid_weight: the weight of L_reid in the total loss (the paper's L has 1).
+        optimizer: 'sgd' (with `momentum`, as stage 1) or 'adam' (as stage 2).
+        learning_rate: initial learning rate, decayed linear-cosine over `steps`.
+        warmup_steps: linear warm-up length.
+        momentum: SGD momentum.
+        weight_decay: L2 on the detector's convolution kernels, as stage 1 (stage 2 has
             none).
-        joint_flip_prob: probability of a horizontal flip of each image.
-        joint_validation: TFDS dataset whose gallery/query splits are searched at the end ('' =
+        flip_prob: probability of a horizontal flip of each image.
+        validation: TFDS dataset whose gallery/query splits are searched at the end ('' =
             none).
-        joint_log_every, joint_checkpoint_every: periods in steps.
-        joint_seed: the image sampler's and the flips' seed.
+        log_every, checkpoint_every: periods in steps.
+        seed: the image sampler's and the flips' seed.
     """
-    joint_steps: int = 5000
-    joint_identities_per_batch: int = 5
-    joint_images_per_identity: int = 2
-    joint_reid_weight: float = 1.0
-    joint_optimizer: str = 'sgd'
-    joint_learning_rate: float = 1e-4
-    joint_warmup_steps: int = 100
-    joint_momentum: float = 0.9
-    joint_weight_decay: float = 1e-4
-    joint_flip_prob: float = 0.5
-    joint_validation: str = 'cuhk_sysu'
-    joint_log_every: int = 50
-    joint_checkpoint_every: int = 500
-    joint_seed: int = 0
-
-
-JOINT_PRESETS: dict[str, JointConfig] = {
-    # 5 x 2 = 10 images of 640 px: the paper's detection batch; a tenth of stage 1's rate.
-    'paper': JointConfig(),
-    # 4 x 2 = 8 images of 320 px, the synthetic stage-1 batch; a tenth of its rate.
-    'synthetic': JointConfig(
-        joint_steps=200, joint_identities_per_batch=4, joint_images_per_identity=2,
-        joint_learning_rate=2e-3, joint_warmup_steps=10,
-        joint_validation='synthetic_person_search/default', joint_log_every=10,
-        joint_checkpoint_every=50),
-}
-JOINT_PRESETS['tiny'] = dataclasses.replace(
-    JOINT_PRESETS['synthetic'], joint_steps=2, joint_identities_per_batch=2, joint_warmup_steps=1,
-    joint_validation='synthetic_person_search/tiny', joint_log_every=1, joint_checkpoint_every=1)
-
-
-def resolve_joint(preset: str, overrides: dict[str, Any]) -> JointConfig:
-    """The joint fine-tuning preset with `overrides` (field -> value; None values are ignored)
-    applied.
-
-    Raises:
-        ValueError: unknown preset or field.
-    """
-    return _apply_overrides(JOINT_PRESETS, preset, overrides)
+    steps: int = 5000
+    identities_per_batch: int = 5
+    images_per_identity: int = 2
+    reid_weight: float = 1.0
+    optimizer: str = 'sgd'
+    learning_rate: float = 1e-4
+    warmup_steps: int = 100
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    flip_prob: float = 0.5
+    validation: str = 'cuhk_sysu'
+    log_every: int = 50
+    checkpoint_every: int = 500
+    seed: int = 0
 
 
 # ----------------------------------------------------------------------------- backbone pretraining
@@ -452,50 +371,204 @@ def resolve_joint(preset: str, overrides: dict[str, Any]) -> JointConfig:
 class PretrainConfig:
     """Backbone pretraining: the ResNet-50 learns to name what drawn people wear
     (`ps_tf/training/pretraining.py`), the stand-in for ImageNet weights where none can be
-    downloaded. A stage-1 run whose `weights` is 'pretrained' starts from it.
+    downloaded. A stage-1 run whose `weights` is 'pretrained' starts from it. The section
+    `pretrain`: flags `--pretrain.<field>`, a settings file's `"pretrain"` object.
 
     Attributes:
-        pretrain_dataset: TFDS dataset of labelled crops (`synthetic_attributes` schema).
-        pretrain_batch_size: crops per step.
-        pretrain_steps: training length.
-        pretrain_learning_rate: Adam's peak rate, linear-cosine decay after a linear warm-up.
-        pretrain_warmup_steps: warm-up length.
-        pretrain_mixed_precision: as `DetectionConfig.mixed_precision`.
-        pretrain_log_every, pretrain_checkpoint_every: periods in steps.
-        pretrain_seed: weight initialisation and data order.
+        dataset: TFDS dataset of labelled crops (`synthetic_attributes` schema).
+        batch_size: crops per step.
+        steps: training length.
+        learning_rate: Adam's peak rate, linear-cosine decay after a linear warm-up.
+        warmup_steps: warm-up length.
+        mixed_precision: as `DetectionConfig.mixed_precision`.
+        log_every, checkpoint_every: periods in steps.
+        seed: weight initialisation and data order.
     """
-    pretrain_dataset: str = 'synthetic_attributes/default'
-    pretrain_batch_size: int = 64
-    pretrain_steps: int = 600
-    pretrain_learning_rate: float = 1e-3
-    pretrain_warmup_steps: int = 50
-    pretrain_mixed_precision: str = 'auto'
-    pretrain_log_every: int = 25
-    pretrain_checkpoint_every: int = 100
-    pretrain_seed: int = 0
+    dataset: str = 'synthetic_attributes/default'
+    batch_size: int = 64
+    steps: int = 600
+    learning_rate: float = 1e-3
+    warmup_steps: int = 50
+    mixed_precision: str = 'auto'
+    log_every: int = 25
+    checkpoint_every: int = 100
+    seed: int = 0
 
 
-PRETRAIN_PRESETS: dict[str, PretrainConfig] = {
-    'paper': PretrainConfig(),      # unused: the paper's detector starts from COCO weights
+# ----------------------------------------------------------------------------- the experiment
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """Every stage's settings, one section each: what a preset gives, `resolve` returns and
+    `<model_dir>/settings.json` records.
+
+    Attributes:
+        detection: stage 1.
+        reid: feature pooling and stage 2.
+        joint: the optional joint fine-tuning.
+        pretrain: backbone pretraining.
+    """
+    detection: DetectionConfig = dataclasses.field(default_factory=DetectionConfig)
+    reid: ReidConfig = dataclasses.field(default_factory=ReidConfig)
+    joint: JointConfig = dataclasses.field(default_factory=JointConfig)
+    pretrain: PretrainConfig = dataclasses.field(default_factory=PretrainConfig)
+
+    def sections(self) -> dict[str, Any]:
+        """{'detection': DetectionConfig(...), 'reid': ..., 'joint': ..., 'pretrain': ...}."""
+        return {name: getattr(self, name) for name in SECTIONS}
+
+
+# Section name -> its dataclass, in `ExperimentConfig`'s order.
+SECTIONS: dict[str, type] = {
+    field.name: typing.get_type_hints(ExperimentConfig)[field.name]
+    for field in dataclasses.fields(ExperimentConfig)}
+
+_SYNTHETIC = ExperimentConfig(
+    # ~537 steps of 8 images (2.0.0's 1,227 training images). The ResNet-50 starts from this
+    # run's attribute pretraining (no ImageNet here) and C1 up to the shared stage stay as
+    # pretrained: at an equal reduced budget that tripled detection AP (0.17 -> 0.55) and
+    # quadrupled J3's ground-truth-box search mAP (0.04 -> 0.16) against fine-tuning them
+    # (experiments/README.md, "Keeping the pretrained trunk").
+    detection=DetectionConfig(
+        image_size=320, batch_size=8, epochs=3.5, base_learning_rate=0.02, warmup_epochs=0.15,
+        datasets='synthetic_person_search/default:1',
+        validation='synthetic_person_search/default:gallery', validation_images=0,
+        flip_prob=0.5, weights=PRETRAINED_WEIGHTS, freeze_shared_trunk=True,
+        freeze_batch_norm=False, head_batch_norm=True, anchor_size=2.5,
+        mixed_precision='auto', log_every=10, checkpoint_every=100, eval_every=250),
+    # The default synthetic split has 400 training identities: 16 x 4 batches, 25 per epoch; 400
+    # steps (more help: 300 -> 600 steps raised search mAP at gallery 100 from 0.48 to 0.54).
+    reid=ReidConfig(
+        datasets='synthetic_person_search/default', images_per_shard=200,
+        identities_per_batch=16, samples_per_identity=4, semi_hard_epochs=8.0, hard_epochs=8.0,
+        learning_rate=3e-4, validation='synthetic_person_search/default',
+        mixed_precision='auto', log_every=10, checkpoint_every=50, eval_every=0),
+    # 4 x 2 = 8 images of 320 px, the synthetic stage-1 batch; a tenth of its rate.
+    joint=JointConfig(
+        steps=200, identities_per_batch=4, images_per_identity=2, learning_rate=2e-3,
+        warmup_steps=10, validation='synthetic_person_search/default', log_every=10,
+        checkpoint_every=50),
     # 300 steps of 64 crops, the pretraining the frozen-trunk measurements started from.
-    'synthetic': PretrainConfig(pretrain_steps=300),
-    'tiny': PretrainConfig(
-        pretrain_dataset='synthetic_attributes/tiny', pretrain_batch_size=8, pretrain_steps=4,
-        pretrain_warmup_steps=1, pretrain_mixed_precision='float32', pretrain_log_every=1,
-        pretrain_checkpoint_every=2),
+    pretrain=PretrainConfig(steps=300))
+
+PRESETS: dict[str, ExperimentConfig] = {
+    'paper': ExperimentConfig(
+        # The Model Garden's RetinaNet layout and anchors, so that its COCO checkpoint loads
+        # whole (--init_checkpoint; docs/choices.md#coco-initialisation).
+        detection=DetectionConfig(weights='none', layout='garden', head_batch_norm=True,
+                                  aspect_ratios='2,1,0.5'),
+        reid=ReidConfig(),
+        # 5 x 2 = 10 images of 640 px: the paper's detection batch; a tenth of stage 1's rate.
+        joint=JointConfig(),
+        pretrain=PretrainConfig()),   # unused: the paper's detector starts from COCO weights
+    'synthetic': _SYNTHETIC,
+    # `tiny`: the synthetic preset on `synthetic_person_search/tiny` with a few steps of
+    # everything, one switch (`--preset=tiny`) for a smoke run of the whole pipeline in a few
+    # minutes.
+    'tiny': ExperimentConfig(
+        detection=dataclasses.replace(
+            _SYNTHETIC.detection, image_size=64, batch_size=2, epochs=0.5, warmup_epochs=0.5,
+            datasets='synthetic_person_search/tiny:1',
+            validation='synthetic_person_search/tiny:gallery', mixed_precision='float32',
+            log_every=1, checkpoint_every=10, eval_every=0),
+        reid=dataclasses.replace(
+            _SYNTHETIC.reid, datasets='synthetic_person_search/tiny', images_per_shard=4,
+            pooling_batch_size=4, embedding_dim=8, identities_per_batch=2,
+            samples_per_identity=2, semi_hard_epochs=1, hard_epochs=1, steps_per_epoch=1,
+            validation='synthetic_person_search/tiny', mixed_precision='float32', log_every=1),
+        joint=dataclasses.replace(
+            _SYNTHETIC.joint, steps=2, identities_per_batch=2, warmup_steps=1,
+            validation='synthetic_person_search/tiny', log_every=1, checkpoint_every=1),
+        pretrain=PretrainConfig(
+            dataset='synthetic_attributes/tiny', batch_size=8, steps=4, warmup_steps=1,
+            mixed_precision='float32', log_every=1, checkpoint_every=2)),
 }
 
 
-def resolve_pretrain(preset: str, overrides: dict[str, Any]) -> PretrainConfig:
-    """The pretraining preset with `overrides` (field -> value; None values are ignored)."""
-    return _apply_overrides(PRETRAIN_PRESETS, preset, overrides)
+def resolve(preset: str, file_settings: Mapping[str, Mapping[str, Any]] | None = None,
+            overrides: Mapping[str, Mapping[str, Any]] | None = None) -> ExperimentConfig:
+    """The experiment's settings: the preset, then `file_settings` (a settings file's sections,
+    `read_settings_file`), then `overrides` (the command line's), each `{section: {field:
+    value}}` with any subset of sections and fields; None values are ignored.
+
+    Raises:
+        ValueError: unknown preset, section or field (named).
+    """
+    if preset not in PRESETS:
+        raise ValueError(f'unknown preset {preset!r}; choose one of {sorted(PRESETS)}')
+    config = PRESETS[preset]
+    for layer in (file_settings or {}, overrides or {}):
+        unknown = sorted(set(layer) - set(SECTIONS))
+        if unknown:
+            raise ValueError(f'unknown section(s) {unknown}; the sections are {list(SECTIONS)}')
+        changes = {}
+        for section, values in layer.items():
+            current = getattr(config, section)
+            names = {f.name for f in dataclasses.fields(current)}
+            unknown = sorted(set(values) - names)
+            if unknown:
+                raise ValueError(f'unknown {section} ({type(current).__name__}) settings '
+                                 f'{unknown}')
+            changes[section] = dataclasses.replace(
+                current, **{name: value for name, value in values.items() if value is not None})
+        config = dataclasses.replace(config, **changes)
+    return config
+
+
+# ----------------------------------------------------------------------------- names
+
+def flag_name(section: str, name: str) -> str:
+    """The `train.py` flag of a setting: the field's name for stage 1 (`epochs`), qualified by
+    its section for the others (`reid.margin`, `joint.steps`, `pretrain.steps`)."""
+    return name if section == 'detection' else f'{section}.{name}'
+
+
+# The fields that carried their section's name as a prefix before the sections (`reid_seed`,
+# `joint_steps`, `pretrain_steps`): section -> {former name: name}. Settings files and flags
+# with a former name are refused with the new one; saved run configs are read with either.
+_PREFIXED = {
+    'reid': ('datasets', 'split', 'epoch_unit', 'steps_per_epoch', 'learning_rate', 'schedule',
+             'warmup_epochs', 'flip', 'freeze_batch_norm', 'mixed_precision', 'validation',
+             'log_every', 'checkpoint_every', 'eval_every', 'seed'),
+    'joint': ('steps', 'identities_per_batch', 'images_per_identity', 'reid_weight', 'optimizer',
+              'learning_rate', 'warmup_steps', 'momentum', 'weight_decay', 'flip_prob',
+              'validation', 'log_every', 'checkpoint_every', 'seed'),
+    'pretrain': ('dataset', 'batch_size', 'steps', 'learning_rate', 'warmup_steps',
+                 'mixed_precision', 'log_every', 'checkpoint_every', 'seed'),
+}
+RENAMED_SETTINGS: dict[str, dict[str, str]] = {
+    section: {f'{section}_{name}': name for name in names} for section, names in _PREFIXED.items()}
+
+
+def _former_flags() -> dict[str, str]:
+    former = {}
+    for section, config_class in SECTIONS.items():
+        if section == 'detection':
+            continue
+        prefixed = _PREFIXED.get(section, ())
+        for field in dataclasses.fields(config_class):
+            name = f'{section}_{field.name}' if field.name in prefixed else field.name
+            former[name] = flag_name(section, field.name)
+    return former
+
+
+# Former `train.py` flag -> its flag now (names without dashes): every setting of the sections
+# other than stage 1 was a flag named as its field (`--reid_seed`, `--joint_steps`, `--margin`).
+FORMER_FLAGS: dict[str, str] = _former_flags()
+
+
+def with_current_names(content: Mapping[str, Any], section: str) -> dict[str, Any]:
+    """A saved config's keys (a run's `config.json`) with the section's former names
+    (`reid_datasets`, ...) read as the current ones; a current name present wins."""
+    renamed = RENAMED_SETTINGS.get(section, {})
+    current = {key: value for key, value in content.items() if key not in renamed}
+    for key, value in content.items():
+        if key in renamed:
+            current.setdefault(renamed[key], value)
+    return current
 
 
 # ------------------------------------------------------------------------------ descriptions
-
-PRESETS_BY_CLASS = {DetectionConfig: PRESETS, ReidConfig: REID_PRESETS,
-                    JointConfig: JOINT_PRESETS, PretrainConfig: PRETRAIN_PRESETS}
-
 
 def field_descriptions(config_class: type) -> dict[str, str]:
     """Each field's description from the class docstring's `Attributes:` section (one place
@@ -534,29 +607,26 @@ def field_descriptions(config_class: type) -> dict[str, str]:
     return descriptions
 
 
-def preset_values(config_class: type, name: str) -> str:
-    """'paper: 32, synthetic: 16': the field's value in every preset, for the help text."""
-    return ', '.join(f'{preset}: {getattr(config, name)!r}'
-                     for preset, config in sorted(PRESETS_BY_CLASS[config_class].items()))
+def preset_values(section: str, name: str) -> str:
+    """'paper: 32, synthetic: 16, tiny: 2': a section's field in every preset, for the help."""
+    return ', '.join(f'{preset}: {getattr(getattr(config, section), name)!r}'
+                     for preset, config in sorted(PRESETS.items()))
 
 
 # ----------------------------------------------------------------------------- settings files
-
-SECTIONS: dict[str, type] = {'detection': DetectionConfig, 'reid': ReidConfig,
-                             'joint': JointConfig, 'pretrain': PretrainConfig}
-
 
 def read_settings_file(path: str) -> dict[str, dict[str, Any]]:
     """The settings of a JSON file for `train.py --config_file`: one object per stage section
     (`SECTIONS`: 'detection', 'reid', 'joint', 'pretrain'), each mapping setting names to values,
     e.g. `{"detection": {"image_size": 512, "weights": "pretrained"}, "reid": {"margin": 0.3}}`.
-    The names are the flags'; a file holds any subset. Command-line flags override the file, and
-    the file overrides the preset. Keys starting with '_' are notes, ignored (`write_settings`
-    records the preset as `_preset`).
+    The names are the fields' (`"reid": {"seed": 1}` is the flag `--reid.seed=1`); a file holds
+    any subset. Command-line flags override the file, and the file overrides the preset. Keys
+    starting with '_' are notes, ignored (`write_settings` records the preset as `_preset`).
 
     Raises:
-        ValueError: the file is missing or not JSON, or has an unknown section or setting or a
-            value of the wrong type; the message names the file and the entry.
+        ValueError: the file is missing or not JSON, or has an unknown section or setting (a
+            former name, `"reid": {"reid_seed": 1}`, is named with the current one) or a value of
+            the wrong type; the message names the file and the entry.
     """
     try:
         with tf.io.gfile.GFile(path) as f:
@@ -582,14 +652,27 @@ def read_settings_file(path: str) -> dict[str, dict[str, Any]]:
         hints = typing.get_type_hints(config_class)
         for name, value in values.items():
             if name not in hints:
-                raise ValueError(f'settings file {path}: {section}.{name} is not a '
-                                 f'{config_class.__name__} setting')
+                raise ValueError(f'settings file {path}: {_unknown_setting(section, name)}')
             if not _has_type(value, hints[name]):
                 raise ValueError(f'settings file {path}: {section}.{name} must be a '
                                  f'{hints[name].__name__}, got {value!r}')
         settings[section] = {name: (float(value) if hints[name] is float else value)
                              for name, value in values.items()}
     return settings
+
+
+def _unknown_setting(section: str, name: str) -> str:
+    """What is wrong with a settings file's `section.name` that is no field of the section: a
+    former name (named with the current one), another section's setting, or nothing known."""
+    if name in RENAMED_SETTINGS.get(section, {}):
+        return (f'{section}.{name} is now {section}.{RENAMED_SETTINGS[section][name]} (the '
+                f'settings of a section are named without the section\'s prefix)')
+    meant = [f'{other}.{RENAMED_SETTINGS.get(other, {}).get(name, name)}'
+             for other, config_class in SECTIONS.items() if other != section
+             and RENAMED_SETTINGS.get(other, {}).get(name, name) in
+             {f.name for f in dataclasses.fields(config_class)}]
+    hint = f' (did you mean {" or ".join(meant)}?)' if meant else ''
+    return f'{section}.{name} is not a {SECTIONS[section].__name__} setting{hint}'
 
 
 def _has_type(value: Any, kind: type) -> bool:
@@ -600,16 +683,8 @@ def _has_type(value: Any, kind: type) -> bool:
     return isinstance(value, kind)
 
 
-def resolve_section(config_class: type, preset: str, file_settings: dict[str, Any],
-                    flag_settings: dict[str, Any]):
-    """One stage's settings: the preset, then the settings file's section, then the flags that
-    were given (None values are ignored at each level)."""
-    return _apply_overrides(PRESETS_BY_CLASS[config_class], preset, {**file_settings, **{
-        name: value for name, value in flag_settings.items() if value is not None}})
-
-
-def write_settings(path: str, preset: str, sections: dict[str, Any]) -> None:
-    """Writes every section's resolved settings as one JSON file a later `--config_file` reads
-    back (with the preset it started from, for the reader)."""
-    atomic.write_json(path, {'_preset': preset, **{
-        name: dataclasses.asdict(config) for name, config in sections.items()}})
+def write_settings(path: str, config: ExperimentConfig, preset: str) -> None:
+    """Writes the resolved experiment as one JSON file a later `--config_file` reads back:
+    `{"_preset": ..., "detection": {...}, "reid": {...}, "joint": {...}, "pretrain": {...}}`
+    (the preset it started from is a note for the reader)."""
+    atomic.write_json(path, {'_preset': preset, **dataclasses.asdict(config)})

@@ -74,7 +74,7 @@ def test_installed_command_and_script_list_their_own_flags():
     assert '--query_box' in outputs['ps-search'][0]
     # The settings' help: the config docstring's description and the presets' values.
     train = ' '.join(outputs['ps-train'][0].split())   # absl wraps the help lines
-    assert '--identities_per_batch: P, identities per stage-2 batch.' in train, train[-2000:]
+    assert '--reid.identities_per_batch: P, identities per stage-2 batch.' in train, train[-2000:]
     assert 'presets: paper: 32, synthetic: 16, tiny: 2' in train
     assert 'Override the preset' not in train
     client = outputs['export/serving_client.py']

@@ -35,8 +35,8 @@ def random_model_dir(model_dir: str, embedding_dim: int = 8) -> str:
     from ps_tf.models.reid import build_reid_branch
     from ps_tf.models import factory
 
-    config = dataclasses.replace(config_lib.PRESETS['synthetic'], variant='J4', image_size=IMAGE,
-                                 weights='none')
+    config = dataclasses.replace(config_lib.PRESETS['synthetic'].detection, variant='J4',
+                                 image_size=IMAGE, weights='none')
     config_lib.save_config(config, model_dir)
     tf.keras.utils.set_random_seed(0)
     detector = factory.build_model(config)

@@ -1,6 +1,7 @@
 """The main job in miniature: `train.py` (stage `all`) on `synthetic_person_search/tiny`, then
 `evaluate.py --checkpoint` on the model it wrote (detections, ground-truth boxes, predictions
-file)."""
+file); and how `train.py` names its settings: `--<section>.<field>` flags, a settings file, the
+resolved `settings.json`, former names refused with the new ones."""
 
 import json
 import pathlib
@@ -59,7 +60,8 @@ def test_stage_all_runs_every_stage_and_reports_search_metrics(trained):
     assert json.loads((model_dir / 'config.json').read_text())['variant'] == 'J4'
     settings = json.loads((model_dir / 'settings.json').read_text())
     assert settings['_preset'] == 'tiny' and settings['detection']['variant'] == 'J4'
-    assert settings['reid']['reid_datasets'] == DATASET and settings['joint']['joint_steps'] == 2
+    assert settings['reid']['datasets'] == DATASET and settings['joint']['steps'] == 2
+    assert settings['reid']['embedding_dim'] == 8 and settings['pretrain']['steps'] == 4
 
 
 @pytest.mark.parametrize('use_gt_boxes', [False, True])
@@ -103,7 +105,7 @@ def test_stage2_trains_on_two_logical_cpu_devices(trained, tiny_synthetic_data_d
     shutil.copytree(model_dir / 'pooled', tmp_path / 'pooled')
     result = _run('train.py', '--stage=reid', f'--model_dir={tmp_path}',
                   f'--detection_model_dir={model_dir}', f'--data_dir={tiny_synthetic_data_dir}',
-                  '--num_cpu_devices=2', *TINY_FLAGS, '--identities_per_batch=4')
+                  '--num_cpu_devices=2', *TINY_FLAGS, '--reid.identities_per_batch=4')
     assert result.returncode == 0, result.stderr[-4000:]
     saved = json.loads((tmp_path / 'reid' / 'config.json').read_text())
     assert saved['num_replicas'] == 2 and saved['total_steps'] == 2
@@ -149,3 +151,54 @@ def test_rerun_resumes_without_training_again_and_can_delete_the_pooled_features
     assert again.returncode == 0, again.stderr[-4000:]
     assert 'nothing to features' in again.stdout and 'nothing to reid' in again.stdout
     assert f'mAP {before["mAP"]:.4f}' in again.stdout and not (model_dir / 'pooled').exists()
+
+
+def test_former_flags_are_usage_errors_naming_the_new_flag(tmp_path):
+    result = _run('train.py', f'--model_dir={tmp_path}', '--reid_seed=1', '--joint_steps=2',
+                  '--pretrain_steps=4', '--semi_hard_epochs=3', '--margin=0.3', '--noreid_flip',
+                  timeout=300)
+    assert result.returncode != 0
+    for message in ('--reid_seed is now --reid.seed', '--joint_steps is now --joint.steps',
+                    '--pretrain_steps is now --pretrain.steps',
+                    '--semi_hard_epochs is now --reid.semi_hard_epochs',
+                    '--margin is now --reid.margin', '--noreid_flip is now --noreid.flip'):
+        assert message in result.stderr, result.stderr[-3000:]
+    assert 'Unknown command line flag' not in result.stderr
+    assert not (tmp_path / 'settings.json').exists()
+
+
+def test_a_settings_file_with_a_former_name_is_a_usage_error_naming_it(tmp_path):
+    path = tmp_path / 'old.json'
+    path.write_text(json.dumps({'reid': {'reid_seed': 1}}))
+    result = _run('train.py', f'--model_dir={tmp_path / "run"}', f'--config_file={path}',
+                  timeout=300)
+    assert result.returncode != 0
+    assert f'settings file {path}: reid.reid_seed is now reid.seed' in result.stderr, \
+        result.stderr[-3000:]
+
+
+def test_qualified_flags_reach_the_settings_and_settings_json_reads_back(tmp_path):
+    """Every command writes its resolved settings before it runs a stage (here `joint`, which
+    then fails: there is no stage 2 to fine-tune)."""
+    first, second = tmp_path / 'first', tmp_path / 'second'
+    result = _run('train.py', '--stage=joint', '--preset=tiny', f'--model_dir={first}',
+                  '--reid.seed=7', '--reid.margin=0.25', '--reid.validation=', '--noreid.flip',
+                  '--joint.steps=3', '--joint.reid_weight=0.5', '--pretrain.steps=5',
+                  '--seed=11', '--epochs=2', timeout=300)
+    assert result.returncode != 0 and 'holds no finished stage 2' in result.stderr, \
+        result.stderr[-3000:]
+    settings = json.loads((first / 'settings.json').read_text())
+    assert settings['_preset'] == 'tiny'
+    assert (settings['reid']['seed'], settings['reid']['margin'], settings['reid']['validation'],
+            settings['reid']['flip']) == (7, 0.25, '', False)
+    assert (settings['joint']['steps'], settings['joint']['reid_weight']) == (3, 0.5)
+    assert settings['pretrain']['steps'] == 5
+    assert (settings['detection']['seed'], settings['detection']['epochs']) == (11, 2.0)
+    assert settings['joint']['seed'] == 0 and settings['reid']['embedding_dim'] == 8   # preset
+
+    # Read back under another preset, settings.json gives the same settings.
+    result = _run('train.py', '--stage=joint', '--preset=paper', f'--model_dir={second}',
+                  f'--config_file={first / "settings.json"}', timeout=300)
+    assert 'holds no finished stage 2' in result.stderr, result.stderr[-3000:]
+    again = json.loads((second / 'settings.json').read_text())
+    assert again == {**settings, '_preset': 'paper'}

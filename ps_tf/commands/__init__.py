@@ -19,14 +19,15 @@ below them, where tests and other programs import it.
 """
 
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 from absl import app, flags
 
 
-def run(main: Callable, module_name: str) -> None:
-    """absl's `app.run(main)`, with the flags of the command module `module_name` listed by
-    `--helpshort` (and `--help`).
+def run(main: Callable, module_name: str,
+        flags_parser: Callable[[list[str]], Any] = app.parse_flags_with_usage) -> None:
+    """absl's `app.run(main, flags_parser=flags_parser)`, with the flags of the command module
+    `module_name` listed by `--helpshort` (and `--help`).
 
     absl lists the key flags of the module named by `sys.argv[0]`: the script the user ran. A
     checkout script or an installed console script only imports the command module, whose flags
@@ -34,4 +35,4 @@ def run(main: Callable, module_name: str) -> None:
     """
     for flag in flags.FLAGS.get_key_flags_for_module(module_name):
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    app.run(main)
+    app.run(main, flags_parser=flags_parser)

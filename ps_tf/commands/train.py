@@ -12,7 +12,7 @@
     python train.py --stage=joint --preset=synthetic --model_dir=runs/synthetic_j3   # optional
 
 Stages: `all` (the default: detection, features and reid in turn, then the search mAP / top-1 of
-the joint model on the `reid_validation` dataset's test split, also written to
+the joint model on the `reid.validation` dataset's test split, also written to
 `<model_dir>/results.json`), `detection` (stage 1: the RetinaNet detector and the shared trunk),
 `features` (the frozen stage-1 trunk's maps ROI-pooled at every labelled box of the re-ID datasets,
 written to `<model_dir>/pooled/`) and `reid` (stage 2: the re-ID branch trained on the pooled
@@ -23,7 +23,7 @@ is the same network for J2, J3 and J4, so one stage-1 run serves all three). `--
 trains the disjoint baseline instead (the paper's Table 1a "Disj."): `features` crops every
 labelled box of the re-ID datasets from the images (256 x 128, uint8), `reid` trains a separate
 ResNet-50 on the crops with the same triplet schedule (initialised from the stage-1 detector's
-ResNet-50, or `--disjoint_weights`), and the model it makes is searched, evaluated and exported
+ResNet-50, or `--reid.disjoint_weights`), and the model it makes is searched, evaluated and exported
 like a joint one:
 
     python train.py --variant=Disj --model_dir=runs/synthetic_disj                # all stages
@@ -36,15 +36,19 @@ gradient reaching the shared layers (`ps_tf/training/joint_finetune.py`,
 docs/joint_finetuning.md), from `<model_dir>/reid` into `<model_dir>/joint/`; evaluate.py,
 search.py and the export then load the fine-tuned model from `--model_dir`.
 
-A preset gives every setting (`ps_tf/config.py`: `DetectionConfig` for stage 1, `ReidConfig` for
-the others); each setting is also a flag of the same name that overrides it, e.g. `--variant=J2
---image_size=320 --epochs=5` or `--semi_hard_epochs=10 --identities_per_batch=16`. A JSON
-settings file does the same for many settings at once, in sections named after the stages
-(`--config_file=my.json`, `{"detection": {"image_size": 512}, "reid": {"margin": 0.3}}`);
-flags given on the command line override the file, the file overrides the preset. Each command
-writes the settings of all stages, resolved, to `<model_dir>/settings.json` (a `--config_file`
-that reproduces the run), and each stage its own as `config.json` next to its checkpoints;
-rerunning the same command resumes (pooling skips complete shards). Monitor with
+A preset gives every setting, in four sections (`ps_tf/config.py`): `detection` (stage 1,
+`DetectionConfig`), `reid` (pooling and stage 2, `ReidConfig`), `joint` (`JointConfig`) and
+`pretrain` (`PretrainConfig`). Each setting is also a flag that overrides it, named by one rule:
+the stage-1 settings are plain flags named as their fields (`--variant=J2 --image_size=320
+--epochs=5`); every other setting is `--<section>.<field>` (`--reid.semi_hard_epochs=10
+--reid.identities_per_batch=16 --reid.seed=1 --reid.validation= --joint.steps=100
+--pretrain.steps=50`). A JSON settings file sets many at once, the same names in its sections
+(`--config_file=my.json`, `{"detection": {"image_size": 512}, "reid": {"margin": 0.3}}`); flags
+given on the command line override the file, the file overrides the preset. A former name
+(`--reid_seed`, `--joint_steps`, `--margin`) is refused with its new one. Each command writes
+the settings of all sections, resolved, to `<model_dir>/settings.json` (a `--config_file` that
+reproduces the run), and each stage its own as `config.json` next to its checkpoints; rerunning
+the same command resumes (pooling skips complete shards). Monitor with
 `tensorboard --logdir=<model_dir>`.
 """
 
@@ -55,6 +59,7 @@ import functools
 import json
 import os
 import shutil
+import sys
 import time
 import typing
 
@@ -87,10 +92,11 @@ flags.DEFINE_boolean('joint_finetune', False,
 flags.DEFINE_enum('preset', 'synthetic', sorted(config_lib.PRESETS), 'Settings preset.')
 flags.DEFINE_string('config_file', None,
                     'JSON settings file applied over the preset, sections "detection", "reid", '
-                    '"joint", "pretrain" of settings named as the flags, e.g. {"detection": '
-                    '{"image_size": 512}}; flags given on the command line override it. Every '
-                    'run writes its resolved settings to <model_dir>/settings.json, which this '
-                    'flag reads back.')
+                    '"joint", "pretrain" of settings named as their fields, e.g. {"detection": '
+                    '{"image_size": 512}, "reid": {"margin": 0.3}} (the flags --image_size and '
+                    '--reid.margin); flags given on the command line override it. Every run '
+                    'writes its resolved settings to <model_dir>/settings.json, which this flag '
+                    'reads back.')
 flags.DEFINE_string('model_dir', None, 'Checkpoints, config.json and TensorBoard logs.')
 flags.DEFINE_string('data_dir', None, 'TFDS data dir (default ~/tensorflow_datasets).')
 flags.DEFINE_string('manual_dir', None,
@@ -122,29 +128,69 @@ flags.mark_flag_as_required('model_dir')
 POOLED_DELETED = 'pooled_deleted.json'   # <model_dir>/: what was deleted and stage 2's metrics
 
 
-def _define_setting_flags(config_class: type) -> None:
-    """One flag per field of a config dataclass, default None = keep the preset's value; the help
-    is the field's description in the class docstring and its value in each preset."""
+def _define_setting_flags(section: str) -> None:
+    """One flag per field of a section's dataclass (`config_lib.flag_name`: `--epochs` for stage
+    1, `--reid.margin` for the others), default None = keep the preset's value; the help is the
+    field's description in the class docstring, its section and its value in each preset."""
+    config_class = config_lib.SECTIONS[section]
     hints = typing.get_type_hints(config_class)
     descriptions = config_lib.field_descriptions(config_class)
     for field in dataclasses.fields(config_class):
         kind = hints[field.name]
-        help_text = (f'{descriptions[field.name]} [{config_class.__name__}; presets: '
-                     f'{config_lib.preset_values(config_class, field.name)}]')
+        name = config_lib.flag_name(section, field.name)
+        help_text = (f'{descriptions[field.name]} [section {section} ({config_class.__name__}); '
+                     f'presets: {config_lib.preset_values(section, field.name)}]')
         if kind is bool:
-            flags.DEFINE_boolean(field.name, None, help_text)
+            flags.DEFINE_boolean(name, None, help_text)
         elif kind is int:
-            flags.DEFINE_integer(field.name, None, help_text)
+            flags.DEFINE_integer(name, None, help_text)
         elif kind is float:
-            flags.DEFINE_float(field.name, None, help_text)
+            flags.DEFINE_float(name, None, help_text)
         else:
-            flags.DEFINE_string(field.name, None, help_text)
+            flags.DEFINE_string(name, None, help_text)
 
 
-_define_setting_flags(config_lib.DetectionConfig)
-_define_setting_flags(config_lib.ReidConfig)
-_define_setting_flags(config_lib.PretrainConfig)
-_define_setting_flags(config_lib.JointConfig)
+for _section in config_lib.SECTIONS:
+    _define_setting_flags(_section)
+
+
+def _former_flags(argv: list[str]) -> list[str]:
+    """'--reid_seed is now --reid.seed' for each flag of `argv` named as before the sections
+    (`config_lib.FORMER_FLAGS`; booleans also as `--noname`)."""
+    found = []
+    for arg in argv[1:]:
+        if arg == '--':
+            break
+        if not arg.startswith('-'):
+            continue
+        name = arg.lstrip('-').split('=', 1)[0]
+        negated = (name not in config_lib.FORMER_FLAGS and name.startswith('no')
+                   and FLAGS[config_lib.FORMER_FLAGS.get(name[2:], 'stage')].boolean)
+        former = name[2:] if negated else name
+        if former in config_lib.FORMER_FLAGS:
+            new = ('no' if negated else '') + config_lib.FORMER_FLAGS[former]
+            found.append(f'--{name} is now --{new}')
+    return found
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's parsing, except that a flag named as before the sections (`--reid_seed`,
+    `--joint_steps`, `--margin`) is a usage error naming its new flag instead of absl's unknown
+    flag."""
+    try:
+        return FLAGS(argv)
+    except flags.UnrecognizedFlagError as error:
+        former = _former_flags(argv)
+        if not former and error.flagname in config_lib.FORMER_FLAGS:   # from a --flagfile
+            former = [f'--{error.flagname} is now --{config_lib.FORMER_FLAGS[error.flagname]}']
+        if not former:
+            return app.parse_flags_with_usage(argv)   # absl's own message and exit
+        sys.stderr.write(
+            f'FATAL Flags parsing error: {"; ".join(former)}. The settings of sections reid, '
+            f'joint and pretrain are flags named <section>.<field> (--reid.margin, '
+            f'--joint.steps); stage 1\'s keep their plain names (--epochs).\n'
+            f'Pass --helpshort or --helpfull to see help on flags.\n')
+        sys.exit(1)
 
 
 @functools.lru_cache(maxsize=None)
@@ -158,14 +204,18 @@ def _file_settings(path: str | None) -> dict:
         raise app.UsageError(str(error)) from error
 
 
-def _settings(section: str):
-    """One section's settings ('detection', 'reid', 'joint' or 'pretrain'): the preset, then
-    `--config_file`'s section, then the flags given."""
-    config_class = config_lib.SECTIONS[section]
-    flag_settings = {f.name: FLAGS[f.name].value for f in dataclasses.fields(config_class)}
-    return config_lib.resolve_section(config_class, FLAGS.preset,
-                                      _file_settings(FLAGS.config_file).get(section, {}),
-                                      flag_settings)
+def _experiment() -> config_lib.ExperimentConfig:
+    """Every section's settings: the preset, then `--config_file`'s sections, then the flags
+    given."""
+    flag_settings = {
+        section: {field.name: FLAGS[config_lib.flag_name(section, field.name)].value
+                  for field in dataclasses.fields(config_class)}
+        for section, config_class in config_lib.SECTIONS.items()}
+    try:
+        return config_lib.resolve(FLAGS.preset, _file_settings(FLAGS.config_file),
+                                  flag_settings)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from error
 
 
 def _requested_variant() -> str | None:
@@ -178,7 +228,7 @@ def _requested_variant() -> str | None:
 
 def _reid_config() -> config_lib.ReidConfig:
     """The preset's stage-2 settings with the settings file and this command's flags applied."""
-    return _settings('reid')
+    return _experiment().reid
 
 
 def _delete_pooled(pooled_dir: str, metrics: dict) -> None:
@@ -224,8 +274,8 @@ def _run_reid_stage(stage: str, manual_dir, strategy) -> dict:
         variant = DISJOINT if disjoint else detection_config.variant
         manifest = feature_pooling.pool_features(
             None if disjoint else detector.trunk, variant, detection_config.image_size,
-            pooled_dir, datasets_lib.parse_dataset_list(config.reid_datasets), checkpoint,
-            split=config.reid_split,
+            pooled_dir, datasets_lib.parse_dataset_list(config.datasets), checkpoint,
+            split=config.split,
             dtype=stage2.record_dtype(variant, config.pooled_dtype),
             images_per_shard=config.images_per_shard, batch_size=config.pooling_batch_size,
             data_dir=FLAGS.data_dir, manual_dir=manual_dir,
@@ -245,9 +295,10 @@ def _run_reid_stage(stage: str, manual_dir, strategy) -> dict:
 
 def _detection_config() -> config_lib.DetectionConfig:
     """The preset's stage-1 settings with the settings file and this command's flags applied."""
-    config = _settings('detection')
+    config = _experiment().detection
     if config.variant == DISJOINT:   # its detector: the preset's (any J* is the same)
-        config = dataclasses.replace(config, variant=config_lib.PRESETS[FLAGS.preset].variant)
+        config = dataclasses.replace(config,
+                                     variant=config_lib.PRESETS[FLAGS.preset].detection.variant)
     return config
 
 
@@ -257,7 +308,7 @@ def _pretrain_dir() -> str:
 
 def _run_stage(stage: str, manual_dir, strategy) -> dict:
     if stage == 'pretrain':
-        config = _settings('pretrain')
+        config = _experiment().pretrain
         return pretraining.pretrain_backbone(config, _pretrain_dir(), data_dir=FLAGS.data_dir)
     if stage == 'detection':
         config = _detection_config()
@@ -280,7 +331,7 @@ def _run_stage(stage: str, manual_dir, strategy) -> dict:
 def _joint_config() -> config_lib.JointConfig:
     """The preset's joint fine-tuning settings with the settings file and this command's flags
     applied."""
-    return _settings('joint')
+    return _experiment().joint
 
 
 def _write_settings() -> str:
@@ -288,9 +339,8 @@ def _write_settings() -> str:
     settings in one file, readable back with `--config_file`)."""
     path = os.path.join(FLAGS.model_dir, 'settings.json')
     tf.io.gfile.makedirs(FLAGS.model_dir)
-    config_lib.write_settings(path, FLAGS.preset, {
-        'detection': _detection_config(), 'reid': _reid_config(), 'joint': _joint_config(),
-        'pretrain': _settings('pretrain')})
+    config_lib.write_settings(
+        path, dataclasses.replace(_experiment(), detection=_detection_config()), FLAGS.preset)
     return path
 
 
@@ -316,9 +366,9 @@ def _run_all(manual_dir, strategy) -> dict:
     path = os.path.join(FLAGS.model_dir, 'results.json')
     atomic.write_json(path, summary)
     if 'mAP' in summary:
-        dataset = _reid_config().reid_validation
-        if FLAGS.joint_finetune and _joint_config().joint_validation:
-            dataset = _joint_config().joint_validation
+        dataset = _reid_config().validation
+        if FLAGS.joint_finetune and _joint_config().validation:
+            dataset = _joint_config().validation
         gallery = f'gallery {summary["gallery_size"]}, ' if summary.get('gallery_size') else ''
         print(f'person search on {dataset}: mAP {summary["mAP"]:.4f}, top-1 {summary["top1"]:.4f}'
               f' ({gallery}detection AP {summary["det_ap"]:.4f}); '
@@ -367,7 +417,7 @@ def main(argv):
 
 def cli() -> None:
     """`ps-train`: parses the flags and runs."""
-    commands.run(main, __name__)
+    commands.run(main, __name__, flags_parser=_parse_flags)
 
 
 if __name__ == '__main__':

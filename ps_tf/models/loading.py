@@ -162,7 +162,7 @@ def load_joint_model(reid_dir: str, checkpoint: str | None = None,
         variant=None if disjoint else saved.variant, precision=precision)
     network = stage2.build_stage2_model(
         DISJOINT if disjoint else detector.variant, detector, saved.embedding_dim,
-        saved.reid_freeze_batch_norm, keras_policy(precision or saved.reid_mixed_precision),
+        saved.freeze_batch_norm, keras_policy(precision or saved.mixed_precision),
         initialise=False)
     tf.train.Checkpoint(reid=network).restore(checkpoint).expect_partial() \
         .assert_existing_objects_matched()

@@ -17,7 +17,7 @@ What it trains, on each batch of full images:
   with the stage-2 margin, on the (L2-normalised, as stage 2 did) embeddings of every labelled
   ground-truth box of the batch, ROI-aligned on the shared map of the same forward pass *without*
   `tf.stop_gradient` (`JointModel.pool_regions(..., stop_gradient=False)`);
-- L = L_det + joint_reid_weight * L_reid; one optimizer (SGD with momentum or Adam, linear-cosine
+- L = L_det + joint.reid_weight * L_reid; one optimizer (SGD with momentum or Adam, linear-cosine
   decay with warm-up) over every trainable variable of the detector (trunk, rest of the ResNet,
   pyramid, head) and of the re-ID branch.
 Gradients: L_det reaches the trunk and the detector's own layers, L_reid the trunk and the re-ID
@@ -32,7 +32,7 @@ Input and output. It starts from a finished two-step run: the stage-2 directory
 records, loaded as `load_joint_model` loads them. It writes `<model_dir>/joint/`: `config.json`
 (these settings and what the loader needs: variant, embedding size, the stage-1 and stage-2
 checkpoints it started from, `stage: joint`), `checkpoints/` (detector under `model`, branch under
-`reid`, and the optimizer; on multiples of `joint_checkpoint_every` and at the end; a rerun
+`reid`, and the optimizer; on multiples of `joint.checkpoint_every` and at the end; a rerun
 resumes at its step and the image sampler continues its sequence there), TensorBoard `train/`
 (detection, re-ID and total losses, weight decay, triplet statistics, learning rate, images/s)
 and `validation/` (search mAP / top-1 at the end), and a progress line on stdout.
@@ -148,7 +148,7 @@ class JointTrainer(CheckpointedLoop):
             raise ValueError(f'{reid_dir} holds no finished stage 2 (config.json and a checkpoint '
                              f'at its last step): run train.py --stage=reid first')
         self.trained_reid = load_trained_reid(reid_dir)
-        unrecorded = [name for name in ('reid_datasets', 'reid_split', 'margin')
+        unrecorded = [name for name in ('datasets', 'split', 'margin')
                       if getattr(self.trained_reid, name) is None]
         if unrecorded:
             raise ValueError(f'{self.trained_reid.path}: no {", ".join(unrecorded)}; fine-tuning '
@@ -157,29 +157,29 @@ class JointTrainer(CheckpointedLoop):
             raise ValueError('joint fine-tuning needs a joint model (J2/J3/J4): the disjoint '
                              'baseline shares no trunk between detection and re-ID')
         replicas = self.strategy.num_replicas_in_sync
-        if config.joint_identities_per_batch * config.joint_images_per_identity % replicas:
-            raise ValueError(f'the batch of {config.joint_identities_per_batch} identities x '
-                             f'{config.joint_images_per_identity} images must be a multiple of '
+        if config.identities_per_batch * config.images_per_identity % replicas:
+            raise ValueError(f'the batch of {config.identities_per_batch} identities x '
+                             f'{config.images_per_identity} images must be a multiple of '
                              f'the {replicas} replicas')
-        if config.joint_optimizer not in ('sgd', 'adam'):
-            raise ValueError(f"joint_optimizer must be 'sgd' or 'adam', got "
-                             f'{config.joint_optimizer!r}')
-        self.total_steps = config.joint_steps
+        if config.optimizer not in ('sgd', 'adam'):
+            raise ValueError(f"joint.optimizer must be 'sgd' or 'adam', got "
+                             f'{config.optimizer!r}')
+        self.total_steps = config.steps
         if self.total_steps < 1:
-            raise ValueError(f'joint_steps must be >= 1, got {self.total_steps}')
-        self.batch_size = config.joint_identities_per_batch * config.joint_images_per_identity
-        self.index = index_images(datasets_lib.parse_dataset_list(self.trained_reid.reid_datasets),
-                                  self.trained_reid.reid_split, data_dir, manual_dir)
+            raise ValueError(f'joint.steps must be >= 1, got {self.total_steps}')
+        self.batch_size = config.identities_per_batch * config.images_per_identity
+        self.index = index_images(datasets_lib.parse_dataset_list(self.trained_reid.datasets),
+                                  self.trained_reid.split, data_dir, manual_dir)
         self.schedule = LinearCosineDecayWithWarmup(
-            config.joint_learning_rate, self.total_steps,
-            warmup_steps=min(config.joint_warmup_steps, self.total_steps))
+            config.learning_rate, self.total_steps,
+            warmup_steps=min(config.warmup_steps, self.total_steps))
         with self.strategy.scope():
             joint, self.image_size, self.resize_mode = load_joint_model(
                 reid_dir, self.reid_checkpoint, detection_model_dir)
             self.joint: JointModel = joint
-            if config.joint_optimizer == 'sgd':
+            if config.optimizer == 'sgd':
                 self.optimizer = tf.keras.optimizers.SGD(self.schedule,
-                                                         momentum=config.joint_momentum)
+                                                         momentum=config.momentum)
             else:
                 self.optimizer = tf.keras.optimizers.Adam(self.schedule)
             # The model is restored in the precisions its stages were trained in.
@@ -205,9 +205,9 @@ class JointTrainer(CheckpointedLoop):
         """The P x K image batches from the current step on."""
         config = self.config
         return identity_image_dataset(
-            self.index, config.joint_identities_per_batch, config.joint_images_per_identity,
+            self.index, config.identities_per_batch, config.images_per_identity,
             self.image_size, self.joint.detector.detection_generator.anchor_config,
-            seed=config.joint_seed, start_batch=self.step, flip_prob=config.joint_flip_prob,
+            seed=config.seed, start_batch=self.step, flip_prob=config.flip_prob,
             resize_mode=self.resize_mode)
 
     def _train_step_fn(self):
@@ -218,17 +218,17 @@ class JointTrainer(CheckpointedLoop):
         def replica_step(images, targets, boxes, labels):
             with tf.GradientTape() as tape:
                 losses = joint_losses(self.joint, images, targets, boxes, labels, margin,
-                                      config.joint_reid_weight, normalize,
+                                      config.reid_weight, normalize,
                                       soft_margin=self.trained_reid.soft_margin)
                 detection = global_batch_share(
                     {k: losses[k] for k in DETECTION_LOSSES}, targets['num_positives'])
-                decay = config.joint_weight_decay * tf.add_n(
+                decay = config.weight_decay * tf.add_n(
                     [tf.nn.l2_loss(v) for v in self._decay_variables])
                 # Gradients are summed over replicas: the detection shares add up to the global
                 # batch's loss; every replica computes the whole re-ID loss (of the gathered
                 # batch) and weight decay.
                 loss = (detection['detection_loss']
-                        + (config.joint_reid_weight * losses['reid_loss'] + decay) / replicas)
+                        + (config.reid_weight * losses['reid_loss'] + decay) / replicas)
                 loss_to_differentiate = scaled_loss(self.optimizer, loss)   # x scale (fp16)
             gradients = unscaled_gradients(
                 self.optimizer, tape.gradient(loss_to_differentiate, self.variables))
@@ -248,7 +248,7 @@ class JointTrainer(CheckpointedLoop):
             reduced = {k: self.strategy.reduce(reduce_ops[k], v, axis=None)
                        for k, v in per_replica.items()}
             reduced['total_loss'] = (reduced['detection_loss']
-                                     + config.joint_reid_weight * reduced['reid_loss'])
+                                     + config.reid_weight * reduced['reid_loss'])
             return reduced
 
         return train_step
@@ -274,10 +274,10 @@ class JointTrainer(CheckpointedLoop):
         synchronized = (f'; {self.synchronized_batch_norms} batch norms synchronised'
                         if self.synchronized_batch_norms else '')
         print(f'joint fine-tuning ({detector.variant}): {self.total_steps} steps of '
-              f'{config.joint_identities_per_batch} identities x '
-              f'{config.joint_images_per_identity} images ({self.image_size} px, '
+              f'{config.identities_per_batch} identities x '
+              f'{config.images_per_identity} images ({self.image_size} px, '
               f'{self.resize_mode}), L = L_det + '
-              f'{config.joint_reid_weight:g} L_reid, from step {self.step}, output '
+              f'{config.reid_weight:g} L_reid, from step {self.step}, output '
               f'{self.output_dir}; {distribution.describe(self.strategy)}{synchronized}',
               flush=True)
         window_start, window_steps = time.perf_counter(), 0
@@ -289,13 +289,13 @@ class JointTrainer(CheckpointedLoop):
                     f'non-finite loss at step {step} ({values}); its update was not applied, '
                     f'the last good checkpoint is {self.latest_checkpoint}')
             window_steps += 1
-            if step % config.joint_log_every == 0 or step == self.total_steps:
+            if step % config.log_every == 0 or step == self.total_steps:
                 seconds = time.perf_counter() - window_start
                 self._log(writer, step, values, window_steps * self.batch_size
                           / max(seconds, 1e-9))
                 window_start, window_steps = time.perf_counter(), 0
-            self.save(step, config.joint_checkpoint_every)   # on multiples
-        self.save(self.step, config.joint_checkpoint_every, final=True)
+            self.save(step, config.checkpoint_every)   # on multiples
+        self.save(self.step, config.checkpoint_every, final=True)
         return self.validate()
 
     def _save_config(self) -> None:
@@ -305,14 +305,14 @@ class JointTrainer(CheckpointedLoop):
         save_config(config, self.output_dir, stage=STAGE, variant=detector.variant,
                     image_size=self.image_size, resize_mode=self.resize_mode,
                     embedding_dim=self.joint.embedding_dim,
-                    reid_freeze_batch_norm=self.trained_reid.reid_freeze_batch_norm,
-                    reid_mixed_precision=self.trained_reid.reid_mixed_precision,
+                    freeze_batch_norm=self.trained_reid.freeze_batch_norm,
+                    mixed_precision=self.trained_reid.mixed_precision,
                     margin=self.trained_reid.margin, soft_margin=self.trained_reid.soft_margin,
                     normalize_for_loss=self.trained_reid.normalize_for_loss,
                     source_checkpoint=self.trained_reid.source_checkpoint,
                     reid_checkpoint=self.reid_checkpoint,
-                    reid_datasets=self.trained_reid.reid_datasets,
-                    reid_split=self.trained_reid.reid_split, total_steps=self.total_steps,
+                    datasets=self.trained_reid.datasets,
+                    split=self.trained_reid.split, total_steps=self.total_steps,
                     num_replicas=self.strategy.num_replicas_in_sync)
 
     def _log(self, writer, step: int, values: dict, images_per_second: float) -> None:
@@ -336,8 +336,8 @@ class JointTrainer(CheckpointedLoop):
               f'eta {remaining / 60:.1f} min', flush=True)
 
     def validate(self) -> dict[str, float]:
-        """Search mAP / top-1 of the fine-tuned model on `joint_validation` ('' = nothing)."""
-        dataset = self.config.joint_validation
+        """Search mAP / top-1 of the fine-tuned model on `joint.validation` ('' = nothing)."""
+        dataset = self.config.validation
         if not dataset:
             return {}
         return validate_search(self.joint, dataset, self.image_size, self.batch_size,

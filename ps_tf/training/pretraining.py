@@ -13,7 +13,7 @@ architecture, `ps_tf.models.backbone.resnet50`) -> global average pooling -> one
 attribute plus a person / background head. Attribute losses are masked on crops without a person.
 
 Training is Keras `fit`: Adam with linear-cosine decay after a warm-up; `BackupAndRestore` every
-`pretrain_checkpoint_every` steps (a rerun resumes there); TensorBoard under `<output_dir>/logs`.
+`pretrain.checkpoint_every` steps (a rerun resumes there); TensorBoard under `<output_dir>/logs`.
 At the end the backbone is written as `<output_dir>/resnet50.h5` (written to a temporary name, then
 renamed), the file `--weights` takes.
 """
@@ -140,32 +140,32 @@ def pretrain_backbone(config: PretrainConfig, output_dir: str,
             logging.info('pretraining already finished: %s', final)
             return json.load(f)
     save_config(config, output_dir)
-    tf.keras.utils.set_random_seed(config.pretrain_seed)
-    precision = resolve_mixed_precision(config.pretrain_mixed_precision)
+    tf.keras.utils.set_random_seed(config.seed)
+    precision = resolve_mixed_precision(config.mixed_precision)
     model, backbone = build_classifier(precision)
-    schedule = LinearCosineDecayWithWarmup(config.pretrain_learning_rate, config.pretrain_steps,
-                                           warmup_steps=min(config.pretrain_warmup_steps,
-                                                            config.pretrain_steps))
+    schedule = LinearCosineDecayWithWarmup(config.learning_rate, config.steps,
+                                           warmup_steps=min(config.warmup_steps,
+                                                            config.steps))
     model.compile(optimizer=tf.keras.optimizers.Adam(schedule),
                   loss={name: masked_cross_entropy for name in HEADS},
                   metrics={name: [accuracy] for name in HEADS})
     # Slot variables now: a train function that creates them on its first call is traced twice.
     model.optimizer.build(model.trainable_variables)
-    train = attribute_dataset(config.pretrain_dataset, 'train', config.pretrain_batch_size,
-                              True, config.pretrain_seed, data_dir)
-    validation = attribute_dataset(config.pretrain_dataset, 'validation',
-                                   config.pretrain_batch_size, False, config.pretrain_seed,
+    train = attribute_dataset(config.dataset, 'train', config.batch_size,
+                              True, config.seed, data_dir)
+    validation = attribute_dataset(config.dataset, 'validation',
+                                   config.batch_size, False, config.seed,
                                    data_dir)
     # One Keras epoch per checkpoint period: BackupAndRestore saves at epoch ends, and a rerun
     # of an interrupted run resumes from the last one (weights, optimizer, step).
-    period = max(1, min(config.pretrain_checkpoint_every, config.pretrain_steps))
-    epochs = -(-config.pretrain_steps // period)
-    progress = _Progress(config.pretrain_log_every, epochs * period)
+    period = max(1, min(config.checkpoint_every, config.steps))
+    epochs = -(-config.steps // period)
+    progress = _Progress(config.log_every, epochs * period)
     started = time.perf_counter()
     model.fit(train, epochs=epochs, steps_per_epoch=period, verbose=0, callbacks=[
         tf.keras.callbacks.BackupAndRestore(os.path.join(output_dir, 'backup')),
         tf.keras.callbacks.TensorBoard(os.path.join(output_dir, 'logs'),
-                                       update_freq=config.pretrain_log_every),
+                                       update_freq=config.log_every),
         progress])
     metrics = model.evaluate(validation, verbose=0, return_dict=True)
     results = {k: float(v) for k, v in metrics.items()}

@@ -19,7 +19,7 @@
   the way of the distribution strategy. The paper gives no margin; 0.5 is our default.
 - Adam with one linear-cosine decay (`LinearCosineDecayWithWarmup`) over both phases.
 - Checkpoints (`tf.train.CheckpointManager`) under `<output_dir>/checkpoints` at every multiple
-  of `reid_checkpoint_every` steps and at the end (`ps_tf.training.checkpoints`); a rerun resumes at
+  of `reid.checkpoint_every` steps and at the end (`ps_tf.training.checkpoints`); a rerun resumes at
   its step and phase, and the sampler restarts its deterministic batch sequence there.
 - TensorBoard under `<output_dir>/train`: the triplet loss, the fraction of valid triplets
   (anchor, positive, negative) with a non-zero hinge, mean positive and negative distances, the
@@ -61,21 +61,21 @@ def learning_rate_schedule(config: ReidConfig, semi_hard_steps: int, total_steps
                            warmup_steps: int) -> tf.keras.optimizers.schedules.LearningRateSchedule:
     """Adam's learning rate: one linear-cosine decay over both phases ('continuous'), or one per
     phase ('per_phase', the second from `hard_learning_rate`)."""
-    if config.reid_schedule == 'continuous':
-        return LinearCosineDecayWithWarmup(config.reid_learning_rate, total_steps,
+    if config.schedule == 'continuous':
+        return LinearCosineDecayWithWarmup(config.learning_rate, total_steps,
                                            warmup_steps=warmup_steps)
-    if config.reid_schedule != 'per_phase':
-        raise ValueError(f"reid_schedule must be 'continuous' or 'per_phase', got "
-                         f"{config.reid_schedule!r}")
+    if config.schedule != 'per_phase':
+        raise ValueError(f"reid.schedule must be 'continuous' or 'per_phase', got "
+                         f"{config.schedule!r}")
     hard_steps = total_steps - semi_hard_steps
     if semi_hard_steps == 0 or hard_steps == 0:   # one phase only: nothing to restart
         return LinearCosineDecayWithWarmup(
-            config.reid_learning_rate if semi_hard_steps else
-            config.hard_learning_rate or config.reid_learning_rate, total_steps,
+            config.learning_rate if semi_hard_steps else
+            config.hard_learning_rate or config.learning_rate, total_steps,
             warmup_steps=warmup_steps)
-    first = LinearCosineDecayWithWarmup(config.reid_learning_rate, semi_hard_steps,
+    first = LinearCosineDecayWithWarmup(config.learning_rate, semi_hard_steps,
                                         warmup_steps=min(warmup_steps, semi_hard_steps))
-    second = LinearCosineDecayWithWarmup(config.hard_learning_rate or config.reid_learning_rate,
+    second = LinearCosineDecayWithWarmup(config.hard_learning_rate or config.learning_rate,
                                          hard_steps)
     return PhasedSchedule([first, second], [semi_hard_steps])
 
@@ -98,7 +98,7 @@ EPOCH_UNITS = ('identities', 'boxes')
 
 
 def stage2_steps_per_epoch(config: ReidConfig, sampler: IdentityBalancedSampler) -> int:
-    """Steps in one stage-2 epoch: `reid_steps_per_epoch` if set, else by `reid_epoch_unit`.
+    """Steps in one stage-2 epoch: `reid.steps_per_epoch` if set, else by `reid.epoch_unit`.
 
     The paper's "350 epochs" does not say over what. Over identities (the default) an epoch is
     173 steps on CUHK-SYSU's 5,532 training identities but 16 on PRW's 483 (P = 32); over boxes it
@@ -107,12 +107,12 @@ def stage2_steps_per_epoch(config: ReidConfig, sampler: IdentityBalancedSampler)
     Raises:
         ValueError: an unknown unit.
     """
-    if config.reid_epoch_unit not in EPOCH_UNITS:
-        raise ValueError(f'reid_epoch_unit must be one of {EPOCH_UNITS}, got '
-                         f'{config.reid_epoch_unit!r}')
-    if config.reid_steps_per_epoch > 0:
-        return config.reid_steps_per_epoch
-    if config.reid_epoch_unit == 'boxes':
+    if config.epoch_unit not in EPOCH_UNITS:
+        raise ValueError(f'reid.epoch_unit must be one of {EPOCH_UNITS}, got '
+                         f'{config.epoch_unit!r}')
+    if config.steps_per_epoch > 0:
+        return config.steps_per_epoch
+    if config.epoch_unit == 'boxes':
         return sampler.box_batches_per_epoch
     return sampler.batches_per_epoch
 
@@ -163,24 +163,24 @@ class ReidTrainer(CheckpointedLoop):
                              f'{replicas} replicas')
         sampler = IdentityBalancedSampler(self.manifest.identity_counts,
                                           config.identities_per_batch,
-                                          config.samples_per_identity, config.reid_seed)
+                                          config.samples_per_identity, config.seed)
         self.steps_per_epoch = stage2_steps_per_epoch(config, sampler)
         self.semi_hard_steps = int(round(config.semi_hard_epochs * self.steps_per_epoch))
         self.total_steps = self.semi_hard_steps + int(round(config.hard_epochs
                                                             * self.steps_per_epoch))
         if self.total_steps < 1:
-            raise ValueError('semi_hard_epochs + hard_epochs give no training step')
-        warmup = min(self.total_steps, int(round(config.reid_warmup_epochs
+            raise ValueError('reid.semi_hard_epochs + reid.hard_epochs give no training step')
+        warmup = min(self.total_steps, int(round(config.warmup_epochs
                                                  * self.steps_per_epoch)))
         self.schedule = learning_rate_schedule(config, self.semi_hard_steps, self.total_steps,
                                                warmup)
-        tf.keras.utils.set_random_seed(config.reid_seed)   # the embedding layer's initialisation
+        tf.keras.utils.set_random_seed(config.seed)   # the embedding layer's initialisation
         with self.strategy.scope():
             self.branch: ReidBranch | DisjointEmbedder = stage2.build_stage2_model(
-                self.variant, detector, config.embedding_dim, config.reid_freeze_batch_norm,
-                keras_policy(config.reid_mixed_precision), config.disjoint_weights)
+                self.variant, detector, config.embedding_dim, config.freeze_batch_norm,
+                keras_policy(config.mixed_precision), config.disjoint_weights)
             self.optimizer = training_optimizer(tf.keras.optimizers.Adam(self.schedule),
-                                                config.reid_mixed_precision)
+                                                config.mixed_precision)
             # Slot variables now, so that each phase's train step is traced once, not twice.
             self.optimizer.build(self.branch.trainable_variables)
             self._track_checkpoints(tf.train.Checkpoint(reid=self.branch,
@@ -209,7 +209,7 @@ class ReidTrainer(CheckpointedLoop):
         normalize = self.config.normalize_for_loss
         variables = self.branch.trainable_variables
 
-        flip, seed = self.config.reid_flip, self.config.reid_seed
+        flip, seed = self.config.flip, self.config.seed
 
         table = self._pooled_table
 
@@ -295,17 +295,17 @@ class ReidTrainer(CheckpointedLoop):
             def make_dataset():
                 return record_id_dataset(
                     self.manifest, config.identities_per_batch, config.samples_per_identity,
-                    config.reid_seed, start_batch=start)
+                    config.seed, start_batch=start)
         else:
             def make_dataset():
                 return identity_balanced_dataset(
                     self.manifest, config.identities_per_batch, config.samples_per_identity,
-                    config.reid_seed, start_batch=start,
+                    config.seed, start_batch=start,
                     num_parallel_reads=config.num_parallel_reads)
         print(f'stage 2 input: {pooled_set_bytes(self.manifest) / 2**30:.2f} GiB of pooled '
               f'features, ' + (f'loaded into memory in {time.perf_counter() - started:.0f} s'
                                if reader == 'memory' else
-                               'read from disk per batch (--in_memory_budget)'), flush=True)
+                               'read from disk per batch (--reid.in_memory_budget)'), flush=True)
         iterator = iter(distribution.distribute_global_batches(self.strategy, make_dataset))
         writer = self.summary_writer(os.path.join(self.output_dir, 'train'))
         batch = config.identities_per_batch * config.samples_per_identity
@@ -313,7 +313,7 @@ class ReidTrainer(CheckpointedLoop):
                         if self.synchronized_batch_norms else '')
         print(f'stage 2 (re-ID, {self.variant}): {self.total_steps} steps '
               f'({self.semi_hard_steps} semi-hard, then batch hard; {self.steps_per_epoch}/epoch '
-              f'({"set" if config.reid_steps_per_epoch > 0 else config.reid_epoch_unit}), '
+              f'({"set" if config.steps_per_epoch > 0 else config.epoch_unit}), '
               f'P x K = {config.identities_per_batch} x {config.samples_per_identity}) from step '
               f'{self.step}, output {self.output_dir}; {distribution.describe(self.strategy)}'
               f'{synchronized}', flush=True)
@@ -326,15 +326,15 @@ class ReidTrainer(CheckpointedLoop):
                 raise FloatingPointError(f'non-finite triplet loss at step {step}; the last good '
                                          f'checkpoint is {self.latest_checkpoint}')
             window_steps += 1
-            if step % config.reid_log_every == 0 or step == self.total_steps:
+            if step % config.log_every == 0 or step == self.total_steps:
                 seconds = time.perf_counter() - window_start
                 self._log(writer, step, phase, values, window_steps * batch / max(seconds, 1e-9))
                 window_start, window_steps = time.perf_counter(), 0
-            self.save(step, config.reid_checkpoint_every)   # on multiples
-            if config.reid_eval_every and step % config.reid_eval_every == 0 \
+            self.save(step, config.checkpoint_every)   # on multiples
+            if config.eval_every and step % config.eval_every == 0 \
                     and step < self.total_steps:
                 self.validate()
-        self.save(self.step, config.reid_checkpoint_every, final=True)
+        self.save(self.step, config.checkpoint_every, final=True)
         return self.validate()
 
     def _log(self, writer, step: int, phase: str, values: dict, samples_per_second: float):
@@ -354,8 +354,8 @@ class ReidTrainer(CheckpointedLoop):
               f'{samples_per_second:.0f} samples/s', flush=True)
 
     def validate(self) -> dict[str, float]:
-        """Search mAP / top-1 on `reid_validation` (nothing when it is '')."""
-        dataset = self.config.reid_validation
+        """Search mAP / top-1 on `reid.validation` (nothing when it is '')."""
+        dataset = self.config.validation
         if not dataset:
             return {}
         return validate_search(self.joint_model(), dataset, self.image_size,

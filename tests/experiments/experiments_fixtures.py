@@ -14,9 +14,10 @@ BUILDERS = ROOT / 'tfds_builders'
 MANUAL_DIR = ','.join(f'{name}={BUILDERS / name / "dummy_data"}'
                       for name in ('cuhk_sysu', 'prw', 'mot17det', 'wider_pedestrian'))
 TINY_TRAIN = ('--image_size=64 --batch_size=2 --epochs=1 --steps_per_epoch=1 --weights=none '
-              '--validation_images=2 --eval_every=0 --images_per_shard=8 --pooling_batch_size=4 '
-              '--embedding_dim=8 --identities_per_batch=2 --samples_per_identity=2 '
-              '--semi_hard_epochs=1 --hard_epochs=1 --reid_steps_per_epoch=1')
+              '--validation_images=2 --eval_every=0 --reid.images_per_shard=8 '
+              '--reid.pooling_batch_size=4 --reid.embedding_dim=8 --reid.identities_per_batch=2 '
+              '--reid.samples_per_identity=2 --reid.semi_hard_epochs=1 --reid.hard_epochs=1 '
+              '--reid.steps_per_epoch=1')
 TINY_EVAL = '--gallery_sizes=100'   # the dummy CUHK-SYSU release has TestG50 and TestG100 only
 
 

@@ -42,7 +42,7 @@ def test_dry_run_of_the_cpu_budget_plan(tmp_path):
     # Findings 2 and 3 on one variant, GT boxes for it only, a shorter schedule.
     stdout = _run(f'--root={tmp_path / "runs"}', '--dry_run', '--pair_variants=J2',
                   '--gt_boxes=pairs', '--extra_flags=--epochs=2 --steps_per_epoch=150 '
-                  '--semi_hard_epochs=5 --hard_epochs=5')
+                  '--reid.semi_hard_epochs=5 --reid.hard_epochs=5')
     assert stdout.count('--stage=detection') == 3 * 2
     assert stdout.count('--stage=features') == 3 * (3 + 1)      # aggregated J2-J4, single J2
     assert stdout.count('--model_dir={root}/seed0/reid/single_'.replace(

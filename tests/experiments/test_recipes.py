@@ -68,7 +68,7 @@ def test_every_dataset_is_a_registered_tfds_builder():
         argv = list(step.args)
         for spec in _flag_values(argv, 'datasets') + _flag_values(argv, 'validation'):
             names |= {entry.split(':')[0] for entry in spec.split(',')}
-        for flag in ('reid_datasets', 'dataset'):
+        for flag in ('reid.datasets', 'dataset'):
             names |= {n for value in _flag_values(argv, flag) for n in value.split(',')}
     assert names == {'cuhk_sysu', 'prw', 'mot17det', 'wider_pedestrian'}
     for name in names:

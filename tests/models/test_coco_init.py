@@ -77,7 +77,7 @@ def garden_checkpoint(tmp_path_factory):
 
 
 def paper_detector():
-    config = dataclasses.replace(PRESETS['paper'], image_size=SIZE, variant='J3')
+    config = dataclasses.replace(PRESETS['paper'].detection, image_size=SIZE, variant='J3')
     return factory.built_detector(config)
 
 
@@ -134,7 +134,7 @@ def test_a_checkpoint_of_another_shape_is_refused_naming_the_variable(tmp_path):
 
 
 def test_the_keras_layout_is_refused():
-    config = dataclasses.replace(PRESETS['synthetic'], image_size=SIZE)
+    config = dataclasses.replace(PRESETS['synthetic'].detection, image_size=SIZE)
     with pytest.raises(ValueError, match="layout 'keras'"):
         coco_init.load_coco_checkpoint(factory.built_detector(config), 'unused')
 
@@ -152,7 +152,7 @@ def test_a_fresh_run_starts_from_the_checkpoint_and_a_resumed_run_from_its_own(
 
     monkeypatch.setattr(detection.DetectionTrainer, '_train_step_fn', counting_steps)
     config = dataclasses.replace(
-        PRESETS['paper'], init_checkpoint=path, datasets='synthetic_person_search/tiny:1',
+        PRESETS['paper'].detection, init_checkpoint=path, datasets='synthetic_person_search/tiny:1',
         validation='', image_size=64, batch_size=2, steps_per_epoch=1, epochs=1,
         warmup_epochs=1, log_every=1, checkpoint_every=1, eval_every=0, mixed_precision='float32')
     model_dir = str(tmp_path / 'run')

@@ -17,7 +17,7 @@ SIZE = 64
 
 
 def garden_config(**changes) -> config_lib.DetectionConfig:
-    return dataclasses.replace(config_lib.PRESETS['paper'], image_size=SIZE, **changes)
+    return dataclasses.replace(config_lib.PRESETS['paper'].detection, image_size=SIZE, **changes)
 
 
 def test_garden_trunk_and_rest_hold_one_resnet50_v1_5():
@@ -66,7 +66,7 @@ def test_a_garden_detector_resplits_and_initialises_the_reid_networks():
 
 
 def test_a_config_saved_before_the_layouts_loads_as_keras_with_pedestrian_anchors(tmp_path):
-    saved = dataclasses.asdict(config_lib.PRESETS['synthetic'])
+    saved = dataclasses.asdict(config_lib.PRESETS['synthetic'].detection)
     for name in ('layout', 'init_checkpoint', 'aspect_ratios'):
         del saved[name]
     (tmp_path / 'config.json').write_text(json.dumps(saved))

@@ -18,8 +18,8 @@ def make_stage1_run(model_dir: str, variant: str = 'J4', image_size: int = 64,
     (measured: 0.39 -> 0.37 unseeded in two runs; 0.29 -> 0.69, 0.31 -> 0.82, 0.35 -> 0.66 with
     seeds 0, 1, 2).
     """
-    config = dataclasses.replace(config_lib.PRESETS['synthetic'], variant=variant, weights='none',
-                                 image_size=image_size)
+    config = dataclasses.replace(config_lib.PRESETS['synthetic'].detection, variant=variant,
+                                 weights='none', image_size=image_size)
     config_lib.save_config(config, model_dir)
     tf.keras.utils.set_random_seed(seed)
     model = factory.build_model(config)

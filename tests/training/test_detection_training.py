@@ -24,7 +24,8 @@ def _tiny_config(**overrides) -> config_lib.DetectionConfig:
                     batch_size=2, steps_per_epoch=1, epochs=2, warmup_epochs=1, log_every=1,
                     checkpoint_every=1, eval_every=0, mixed_precision='float32',
                     weights='none', freeze_shared_trunk=False)
-    return dataclasses.replace(config_lib.PRESETS['synthetic'], **{**settings, **overrides})
+    return dataclasses.replace(config_lib.PRESETS['synthetic'].detection,
+                               **{**settings, **overrides})
 
 
 def test_trains_saves_config_and_resumes_where_it_stopped(tiny_synthetic_data_dir, tmp_path,
@@ -122,8 +123,8 @@ def test_the_dataset_mix_and_the_flip_setting_reach_the_training_data(
     (args, kwargs), = calls
     assert [tuple(entry) for entry in args[0]] == [(tiny, 2.0 * images)]
     assert kwargs['flip_prob'] == 0.25
-    assert (config_lib.PRESETS['paper'].flip_prob, config_lib.PRESETS['synthetic'].flip_prob) == (
-        0.0, 0.5)
+    assert (config_lib.PRESETS['paper'].detection.flip_prob,
+            config_lib.PRESETS['synthetic'].detection.flip_prob) == (0.0, 0.5)
 
 
 def test_checkpoints_land_on_multiples_of_checkpoint_every(tmp_path, monkeypatch):

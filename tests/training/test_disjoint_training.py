@@ -79,10 +79,10 @@ def test_disjoint_embedder_trains_one_step_per_phase_and_loads_back(
         crops_run, tmp_path, tiny_synthetic_data_dir):
     model_dir, pooled_dir, detector, _ = crops_run
     config = dataclasses.replace(
-        config_lib.REID_PRESETS['synthetic'], embedding_dim=8, identities_per_batch=2,
-        samples_per_identity=2, semi_hard_epochs=1, hard_epochs=1, reid_steps_per_epoch=1,
-        reid_validation=DATASET, reid_log_every=1, reid_checkpoint_every=1,
-        reid_mixed_precision='float32')
+        config_lib.PRESETS['synthetic'].reid, embedding_dim=8, identities_per_batch=2,
+        samples_per_identity=2, semi_hard_epochs=1, hard_epochs=1, steps_per_epoch=1,
+        validation=DATASET, log_every=1, checkpoint_every=1,
+        mixed_precision='float32')
     output_dir = str(tmp_path / 'reid')
     trainer = reid_training.ReidTrainer(config, output_dir, pooled_dir, detector, IMAGE,
                                         data_dir=tiny_synthetic_data_dir)

@@ -30,8 +30,8 @@ def two_step_run(tmp_path_factory):
     pooling and training a stage 2 would only cost time here."""
     model_dir = str(tmp_path_factory.mktemp('run'))
     checkpoint = make_stage1_run(model_dir, image_size=IMAGE)
-    config = dataclasses.replace(config_lib.REID_PRESETS['synthetic'], reid_datasets=DATASET,
-                                 embedding_dim=8, reid_mixed_precision='float32')
+    config = dataclasses.replace(config_lib.PRESETS['synthetic'].reid, datasets=DATASET,
+                                 embedding_dim=8, mixed_precision='float32')
     branch = stage2_models.build_stage2_model('J4', None, config.embedding_dim, False, 'float32',
                                               initialise=False)
     reid_dir = os.path.join(model_dir, 'reid')
@@ -56,10 +56,10 @@ def image_index(tiny_synthetic_data_dir):
 
 
 def _config(**overrides) -> config_lib.JointConfig:
-    settings = dict(joint_steps=2, joint_identities_per_batch=2, joint_images_per_identity=2,
-                    joint_warmup_steps=1, joint_validation='', joint_log_every=1,
-                    joint_checkpoint_every=1)
-    return dataclasses.replace(config_lib.JOINT_PRESETS['synthetic'], **{**settings, **overrides})
+    settings = dict(steps=2, identities_per_batch=2, images_per_identity=2,
+                    warmup_steps=1, validation='', log_every=1,
+                    checkpoint_every=1)
+    return dataclasses.replace(config_lib.PRESETS['synthetic'].joint, **{**settings, **overrides})
 
 
 def test_batches_are_p_identities_times_k_images_showing_them(image_index,
@@ -157,11 +157,11 @@ def test_steps_resume_and_the_loaders_prefer_the_fine_tuned_model(
                    for b, v in zip(before, variables.trainable_variables))
     saved = json.load(open(os.path.join(joint_dir, 'config.json')))
     assert saved['stage'] == 'joint' and saved['total_steps'] == 2 and saved['variant'] == 'J4'
-    assert saved['reid_datasets'] == DATASET
+    assert saved['datasets'] == DATASET
     assert any(name.startswith('events.out') for name in os.listdir(joint_dir + '/train'))
 
     # A longer run continues from step 2 (the same images sequence, from batch 2).
-    longer = joint_finetune.JointTrainer(_config(joint_steps=3), reid_dir, joint_dir,
+    longer = joint_finetune.JointTrainer(_config(steps=3), reid_dir, joint_dir,
                                          data_dir=tiny_synthetic_data_dir)
     longer.train()
     output = capsys.readouterr().out
@@ -186,7 +186,7 @@ def test_an_unfinished_fine_tuning_is_not_preferred(tmp_path):
     directory = str(tmp_path / 'joint')
     tf.train.Checkpoint(v=tf.Variable(1.0)).save(os.path.join(directory, 'checkpoints', 'ckpt'))
     for total_steps, expected in ((5, None), (1, 'ckpt-1')):
-        config_lib.save_config(config_lib.JOINT_PRESETS['synthetic'], directory,
+        config_lib.save_config(config_lib.PRESETS['synthetic'].joint, directory,
                                total_steps=total_steps)
         found = loading.finished_checkpoint(directory)
         assert (found and os.path.basename(found)) == expected
@@ -194,10 +194,7 @@ def test_an_unfinished_fine_tuning_is_not_preferred(tmp_path):
 
 
 def test_joint_presets():
-    paper, synthetic = config_lib.JOINT_PRESETS['paper'], config_lib.JOINT_PRESETS['synthetic']
-    assert paper.joint_identities_per_batch * paper.joint_images_per_identity == 10
-    assert synthetic.joint_identities_per_batch * synthetic.joint_images_per_identity == 8
-    assert config_lib.resolve_joint('synthetic', {'joint_steps': 7}).joint_steps == 7
-    names = {f.name for f in dataclasses.fields(config_lib.JointConfig)}
-    for other in (config_lib.DetectionConfig, config_lib.ReidConfig):
-        assert not names & {f.name for f in dataclasses.fields(other)}
+    paper, synthetic = config_lib.PRESETS['paper'].joint, config_lib.PRESETS['synthetic'].joint
+    assert paper.identities_per_batch * paper.images_per_identity == 10
+    assert synthetic.identities_per_batch * synthetic.images_per_identity == 8
+    assert config_lib.resolve('synthetic', overrides={'joint': {'steps': 7}}).joint.steps == 7

@@ -369,7 +369,7 @@ def test_two_workers_train_stage2_as_one_process_does_and_resume(pooled_run, tmp
     # P x K = 2 x 2: each worker holds one identity, so its own share has no negative at all;
     # the mining sees the whole batch. Flips are drawn per global batch.
     flags = ['--stage=reid', '--preset=tiny', f'--detection_model_dir={detection_dir}',
-             '--reid_validation=', '--reid_flip', '--reid_checkpoint_every=1']
+             '--reid.validation=', '--reid.flip', '--reid.checkpoint_every=1']
     runs = {}
     for name, strategy in (('one', ['--strategy=one_device']),
                            ('mirrored', ['--strategy=mirrored', '--num_cpu_devices=2']),
@@ -391,7 +391,7 @@ def test_two_workers_train_stage2_as_one_process_does_and_resume(pooled_run, tmp
 
     # Resume: one more (hard) step; every worker restores the chief's checkpoint of step 2 and
     # the input restarts at batch 2, as one device's resumed run does.
-    longer = ['--hard_epochs=2']
+    longer = ['--reid.hard_epochs=2']
     _train([*flags, f'--model_dir={tmp_path / "one"}', '--strategy=one_device', *longer])
     outputs = _train_two_workers([*flags, f'--model_dir={tmp_path / "workers"}', *longer],
                                  tmp_path)

@@ -13,9 +13,9 @@ from ps_tf.models.retinanet import build_detector
 from ps_tf.training import pretraining
 
 TINY = dataclasses.replace(
-    config_lib.PRETRAIN_PRESETS['synthetic'], pretrain_dataset='synthetic_attributes/tiny',
-    pretrain_batch_size=8, pretrain_steps=4, pretrain_warmup_steps=1,
-    pretrain_checkpoint_every=2, pretrain_log_every=1, pretrain_mixed_precision='float32')
+    config_lib.PRESETS['synthetic'].pretrain, dataset='synthetic_attributes/tiny',
+    batch_size=8, steps=4, warmup_steps=1,
+    checkpoint_every=2, log_every=1, mixed_precision='float32')
 
 
 def test_masked_cross_entropy_ignores_crops_without_a_person():

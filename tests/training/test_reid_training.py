@@ -31,9 +31,9 @@ def pooled_run(tmp_path_factory, tiny_synthetic_data_dir):
 
 def _config(**overrides) -> config_lib.ReidConfig:
     settings = dict(embedding_dim=8, identities_per_batch=2, samples_per_identity=2,
-                    semi_hard_epochs=1, hard_epochs=1, reid_steps_per_epoch=1,
-                    reid_validation='', reid_log_every=1, reid_checkpoint_every=1)
-    return dataclasses.replace(config_lib.REID_PRESETS['synthetic'], **{**settings, **overrides})
+                    semi_hard_epochs=1, hard_epochs=1, steps_per_epoch=1,
+                    validation='', log_every=1, checkpoint_every=1)
+    return dataclasses.replace(config_lib.PRESETS['synthetic'].reid, **{**settings, **overrides})
 
 
 def test_one_step_per_phase_frozen_trunk_and_resume(pooled_run, tmp_path, capsys):
@@ -97,8 +97,8 @@ def test_checkpoints_land_on_multiples_of_reid_checkpoint_every(pooled_run, tmp_
 
     def train(hard_epochs: int) -> list[int]:
         trainer = reid_training.ReidTrainer(
-            _config(semi_hard_epochs=2, hard_epochs=hard_epochs, reid_checkpoint_every=2,
-                    reid_log_every=100), output_dir, pooled_dir, detector, IMAGE)
+            _config(semi_hard_epochs=2, hard_epochs=hard_epochs, checkpoint_every=2,
+                    log_every=100), output_dir, pooled_dir, detector, IMAGE)
 
         def counting_step(iterator):
             trainer.optimizer.iterations.assign_add(1)
@@ -151,29 +151,28 @@ def test_triplet_statistics_match_brute_force():
 
 
 def test_reid_presets_and_overrides():
-    paper = config_lib.REID_PRESETS['paper']
+    paper = config_lib.PRESETS['paper'].reid
     assert (paper.identities_per_batch, paper.samples_per_identity) == (32, 4)
     assert (paper.semi_hard_epochs, paper.hard_epochs) == (350, 350)
-    assert paper.reid_learning_rate == 1e-4 and paper.embedding_dim == 128
+    assert paper.learning_rate == 1e-4 and paper.embedding_dim == 128
     assert paper.pooled_dtype == 'float16'
-    config = config_lib.resolve_reid('synthetic', {'margin': 0.3, 'embedding_dim': None})
+    config = config_lib.resolve('synthetic', overrides={
+        'reid': {'margin': 0.3, 'embedding_dim': None}}).reid
     assert config.margin == 0.3 and config.embedding_dim == 128
-    with pytest.raises(ValueError, match='unknown ReidConfig settings'):
-        config_lib.resolve_reid('paper', {'variant': 'J2'})
-    detection_fields = {f.name for f in dataclasses.fields(config_lib.DetectionConfig)}
-    assert not detection_fields & {f.name for f in dataclasses.fields(config_lib.ReidConfig)}
+    with pytest.raises(ValueError, match=r'unknown reid \(ReidConfig\) settings'):
+        config_lib.resolve('paper', overrides={'reid': {'variant': 'J2'}})
 
 
 def test_per_phase_schedule_restarts_at_the_hard_phase():
-    config = _config(reid_schedule='per_phase', reid_learning_rate=1e-3, hard_learning_rate=1e-4)
+    config = _config(schedule='per_phase', learning_rate=1e-3, hard_learning_rate=1e-4)
     schedule = reid_training.learning_rate_schedule(config, 10, 30, 0)
     assert float(schedule(0)) == pytest.approx(1e-3 * 1.001)
     assert float(schedule(9)) < 1e-4                     # the first decay has nearly died out
     assert float(schedule(10)) == pytest.approx(1e-4 * 1.001)
-    continuous = reid_training.learning_rate_schedule(_config(reid_learning_rate=1e-3), 10, 30, 0)
+    continuous = reid_training.learning_rate_schedule(_config(learning_rate=1e-3), 10, 30, 0)
     assert float(continuous(10)) == pytest.approx(float(continuous(9)), rel=0.2)
-    with pytest.raises(ValueError, match='reid_schedule'):
-        reid_training.learning_rate_schedule(_config(reid_schedule='cyclic'), 10, 30, 0)
+    with pytest.raises(ValueError, match='reid.schedule'):
+        reid_training.learning_rate_schedule(_config(schedule='cyclic'), 10, 30, 0)
 
 
 def test_an_epoch_counts_identities_boxes_or_set_steps():
@@ -183,12 +182,12 @@ def test_an_epoch_counts_identities_boxes_or_set_steps():
     sampler = IdentityBalancedSampler(list(range(2, 12)) + [1], identities_per_batch=4,
                                       samples_per_identity=2)
     steps = reid_training.stage2_steps_per_epoch
-    per_epoch = dict(reid_steps_per_epoch=0)
+    per_epoch = dict(steps_per_epoch=0)
     assert steps(_config(**per_epoch), sampler) == 3                          # ceil(10 / 4)
-    assert steps(_config(reid_epoch_unit='boxes', **per_epoch), sampler) == 9  # ceil(65 / 8)
-    assert steps(_config(reid_epoch_unit='boxes', reid_steps_per_epoch=1), sampler) == 1
-    with pytest.raises(ValueError, match="reid_epoch_unit must be one of"):
-        steps(_config(reid_epoch_unit='images', **per_epoch), sampler)
+    assert steps(_config(epoch_unit='boxes', **per_epoch), sampler) == 9  # ceil(65 / 8)
+    assert steps(_config(epoch_unit='boxes', steps_per_epoch=1), sampler) == 1
+    with pytest.raises(ValueError, match="reid.epoch_unit must be one of"):
+        steps(_config(epoch_unit='images', **per_epoch), sampler)
 
 
 def test_flip_pooled_mirrors_about_half_the_boxes_reproducibly():
@@ -204,8 +203,8 @@ def test_flip_pooled_mirrors_about_half_the_boxes_reproducibly():
 def test_trains_with_flips_the_per_phase_schedule_and_float16(pooled_run, tmp_path):
     _, pooled_dir, detector = pooled_run
     trainer = reid_training.ReidTrainer(
-        _config(reid_flip=True, reid_schedule='per_phase', hard_learning_rate=1e-5,
-                reid_mixed_precision='float16'),
+        _config(flip=True, schedule='per_phase', hard_learning_rate=1e-5,
+                mixed_precision='float16'),
         str(tmp_path / 'reid'), pooled_dir, detector, IMAGE)
     assert isinstance(trainer.optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
     assert trainer.branch.rest.compute_dtype == 'float16'
@@ -247,9 +246,9 @@ def test_reid_training_learns_to_tell_the_training_identities_apart(pooled_run, 
     labels = np.concatenate([r['label'] for r in records])
     assert len(set(labels.tolist())) >= 3 and len(labels) >= 8
     config = _config(embedding_dim=16, identities_per_batch=3, samples_per_identity=2,
-                     semi_hard_epochs=50, hard_epochs=50, reid_learning_rate=3e-3,
-                     reid_mixed_precision='float32', reid_log_every=100,
-                     reid_checkpoint_every=100)
+                     semi_hard_epochs=50, hard_epochs=50, learning_rate=3e-3,
+                     mixed_precision='float32', log_every=100,
+                     checkpoint_every=100)
     trainer = reid_training.ReidTrainer(config, str(tmp_path / 'reid'), pooled_dir, detector,
                                         IMAGE)
     before = _box_retrieval_map(trainer.branch.embed(tf.constant(features)).numpy(), labels)

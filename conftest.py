@@ -31,6 +31,21 @@ def _holds_module_fixture(path: str) -> bool:
         return False
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `slow` first: the workers take the long units (a long test, or a whole file
+    that builds a module-scoped fixture and holds a slow test) before the short ones, so the run
+    does not end with one worker finishing a long test while the other idles (longest first,
+    the usual makespan rule). Files keep their own order of tests (a module fixture's tests may
+    rely on it); the sort is stable."""
+    slow_files = {str(item.path) for item in items
+                  if item.get_closest_marker('slow') and _holds_module_fixture(str(item.path))}
+
+    def is_long(item) -> bool:
+        return item.get_closest_marker('slow') is not None or str(item.path) in slow_files
+
+    items.sort(key=lambda item: not is_long(item))
+
+
 def pytest_xdist_make_scheduler(config, log):
     """`--dist=loadscope` (setup.cfg) with one change: a work unit is a whole file only when the
     file builds a module-scoped fixture (a trained tiny model, an exported SavedModel), so that

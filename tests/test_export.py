@@ -51,6 +51,7 @@ def loaded(exported):
     return tf.saved_model.load(exported[3])
 
 
+@pytest.mark.slow
 def test_export_layout_and_fresh_process_outputs_equal(exported):
     _, module, export_dir, path, differences = exported
     assert path == os.path.join(export_dir, '3') and os.listdir(export_dir) == ['3']
@@ -227,6 +228,7 @@ def test_search_from_saved_model_equals_checkpoint(exported, tmp_path):
         assert abs(a['similarity'] - b['similarity']) < 1e-3
 
 
+@pytest.mark.slow
 def test_evaluating_the_saved_model_gives_the_checkpoints_numbers(exported, tmp_path,
                                                                   tiny_synthetic_data_dir):
     """evaluate.py --saved_model scores the export as the checkpoint it came from is scored (at

@@ -185,6 +185,7 @@ def _gallery_image(seed: int) -> np.ndarray:
     return scene(people, background=40 + 10 * seed)[0]
 
 
+@pytest.mark.slow
 def test_index_is_reused_and_extended(searcher, tmp_path):
     gallery = tmp_path / 'gallery'
     gallery.mkdir()

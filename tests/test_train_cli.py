@@ -41,6 +41,7 @@ def trained(tmp_path_factory, tiny_synthetic_data_dir):
     return model_dir, result.stdout, flags
 
 
+@pytest.mark.slow
 def test_stage_all_runs_every_stage_and_reports_search_metrics(trained):
     model_dir, stdout, _ = trained
     for marker in ('== 1/4 pretrain', '== 2/4 detection', '== 3/4 features', '== 4/4 reid',
@@ -98,6 +99,7 @@ def test_evaluate_checkpoint_errors_name_the_path(tmp_path, tiny_synthetic_data_
     assert str(tmp_path) in result.stderr and 'train.py' in result.stderr
 
 
+@pytest.mark.slow
 def test_stage2_trains_on_two_logical_cpu_devices(trained, tiny_synthetic_data_dir, tmp_path):
     # Stage 2 alone, from the trained run's stage 1 and pooled features, under MirroredStrategy:
     # each replica gets half of every P x K batch and mines triplets over all of it.

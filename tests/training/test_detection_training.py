@@ -28,6 +28,7 @@ def _tiny_config(**overrides) -> config_lib.DetectionConfig:
                                **{**settings, **overrides})
 
 
+@pytest.mark.slow
 def test_trains_saves_config_and_resumes_where_it_stopped(tiny_synthetic_data_dir, tmp_path,
                                                           capsys):
     model_dir = str(tmp_path / 'run')
@@ -51,6 +52,7 @@ def test_trains_saves_config_and_resumes_where_it_stopped(tiny_synthetic_data_di
     assert any(name.startswith('events.out.tfevents') for name in events)
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
         tiny_synthetic_data_dir, tmp_path, monkeypatch):
     model_dir = str(tmp_path / 'run')
@@ -149,6 +151,7 @@ def test_checkpoints_land_on_multiples_of_checkpoint_every(tmp_path, monkeypatch
     assert train(epochs=11) == [7, 9, 11]     # resumed at 7: not 8 (the first step after it)
 
 
+@pytest.mark.slow
 def test_two_logical_cpu_devices_train_with_mirrored_strategy_in_float16(
         tiny_synthetic_data_dir, tmp_path):
     model_dir = str(tmp_path / 'run')
@@ -182,6 +185,7 @@ def test_bfloat16_model_keeps_float32_variables_and_outputs():
     assert tf.keras.mixed_precision.global_policy().name == 'float32'   # restored after build
 
 
+@pytest.mark.slow
 def test_the_detector_learns_its_loss_falls(tiny_synthetic_data_dir, tmp_path, capsys):
     """The learning check of stage 1: on the tiny training images, 40 steps from scratch bring the
     loss well below where it started. (Detection AP on 64 px images stays at 0 after 40 steps from
@@ -199,6 +203,7 @@ def test_the_detector_learns_its_loss_falls(tiny_synthetic_data_dir, tmp_path, c
     assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:5]), losses
 
 
+@pytest.mark.slow
 def test_frozen_shared_trunk_keeps_its_weights_and_statistics(tiny_synthetic_data_dir, tmp_path):
     trainer = detection.DetectionTrainer(
         _tiny_config(epochs=2, validation='', variant='J2', freeze_shared_trunk=True),

@@ -139,6 +139,7 @@ def eager():
     tf.config.run_functions_eagerly(False)
 
 
+@pytest.mark.slow
 def test_steps_resume_and_the_loaders_prefer_the_fine_tuned_model(
         two_step_run, trainer, tiny_synthetic_data_dir, capsys, eager):
     model_dir = two_step_run

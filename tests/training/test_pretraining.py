@@ -26,6 +26,7 @@ def test_masked_cross_entropy_ignores_crops_without_a_person():
     assert pretraining.masked_cross_entropy(tf.constant([-1]), logits[:1]).numpy() == 0.0
 
 
+@pytest.mark.slow
 def test_interrupted_pretraining_resumes_and_the_detector_starts_from_its_weights(
         tmp_path, monkeypatch):
     class Killed(Exception):

@@ -36,6 +36,7 @@ def _config(**overrides) -> config_lib.ReidConfig:
     return dataclasses.replace(config_lib.PRESETS['synthetic'].reid, **{**settings, **overrides})
 
 
+@pytest.mark.slow
 def test_one_step_per_phase_frozen_trunk_and_resume(pooled_run, tmp_path, capsys):
     model_dir, pooled_dir, detector = pooled_run
     output_dir = str(tmp_path / 'reid')
@@ -200,6 +201,7 @@ def test_flip_pooled_mirrors_about_half_the_boxes_reproducibly():
     np.testing.assert_array_equal(flipped, again)
 
 
+@pytest.mark.slow
 def test_trains_with_flips_the_per_phase_schedule_and_float16(pooled_run, tmp_path):
     _, pooled_dir, detector = pooled_run
     trainer = reid_training.ReidTrainer(
@@ -232,6 +234,7 @@ def _box_retrieval_map(embeddings: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(precisions))
 
 
+@pytest.mark.slow
 def test_reid_training_learns_to_tell_the_training_identities_apart(pooled_run, tmp_path):
     """The learning check: a hundred triplet steps lift box-retrieval mAP over the training
     identities clearly above what the untrained branch (the detector's own C5 plus a random

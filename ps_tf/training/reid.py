@@ -50,7 +50,7 @@ from ps_tf.models.joint import PersonSearchModel
 from ps_tf.models.loading import restore_detector
 from ps_tf.models.reid import ReidBranch
 from ps_tf.models.retinanet import RetinaNetDetector
-from ps_tf.precision import (keras_policy, scaled_loss, training_optimizer,
+from ps_tf.precision import (keras_policy, resolve_mixed_precision, scaled_loss, training_optimizer,
                              unscaled_gradients)
 from ps_tf.schedules import LinearCosineDecayWithWarmup, PhasedSchedule
 from ps_tf.training import distribution
@@ -269,7 +269,9 @@ class ReidTrainer(CheckpointedLoop):
                         source_checkpoint=self.manifest.source_checkpoint,
                         total_steps=self.total_steps, semi_hard_steps=self.semi_hard_steps,
                         steps_per_epoch=self.steps_per_epoch,
-                        num_replicas=self.strategy.num_replicas_in_sync)
+                        num_replicas=self.strategy.num_replicas_in_sync,
+                        resolved_mixed_precision=resolve_mixed_precision(
+                            config.mixed_precision))
         self.restore()
         if self.step >= self.total_steps:
             logging.info('stage 2 already trained (%d steps)', self.step)

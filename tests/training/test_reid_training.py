@@ -217,6 +217,9 @@ def test_trains_with_flips_the_per_phase_schedule_and_float16(pooled_run, tmp_pa
     assert all(np.all(np.isfinite(v)) for v in after)
     assert any(not np.array_equal(a, b) for a, b in zip(start, after))
     assert float(trainer.schedule(1)) == pytest.approx(1e-5 * 1.001)
+    saved = json.load(open(tmp_path / 'reid' / 'config.json'))   # the precision it trained in
+    assert saved['mixed_precision'] == 'float16'
+    assert saved['resolved_mixed_precision'] == 'float16'
 
 
 def _box_retrieval_map(embeddings: np.ndarray, labels: np.ndarray) -> float:

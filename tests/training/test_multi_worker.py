@@ -8,9 +8,10 @@ every interface).
 Tolerances (float32; stated here and in docs/scaling.md#multi-worker). The two-worker runs
 (J4, 64 px, every step logged) against one device on the same global batches: every logged
 loss to rtol 1e-4 (measured: within 5e-7), the loss of a resumed stage 2's third step to rtol
-1e-3 (measured 2.4e-5, after two Adam steps), stage 1's weights after two SGD steps to rtol 1e-4 +
-atol 1e-7 (measured 4e-9), except the batch norms' moving variances, 5 % (Keras's unfused,
-synchronised kernel keeps the batch's biased variance, the fused one the unbiased: n / (n - 1)).
+1e-3 (measured 2.4e-5, after two Adam steps), stage 1's weights and optimizer slots after two
+SGD steps by relative norm (`SLOT_TOLERANCE`; elementwise, weights were within 4e-9 on AVX2),
+except the batch norms' moving variances, 5 % (Keras's unfused, synchronised kernel keeps the
+batch's biased variance, the fused one the unbiased: n / (n - 1)).
 Stage 2's weights are not compared: Adam's first step moves every parameter by about the
 learning rate whatever the size of its gradient, so the convolution biases in front of batch
 norm, whose gradient is zero but for float32 noise, move by +-lr at random; their effect on the
@@ -306,6 +307,17 @@ def _losses(log_dir: str, tag: str) -> list[float]:
     return [values[step] for step in sorted(values)]
 
 
+# Every float variable but the moving variances (the optimizer's SGD momentum after two steps,
+# the sum of two gradients, included) compared as ||workers - one|| / (||one|| + 1e-7): the
+# biases and slots carry the gradients (the kernels move by ~1e-4 of their size), and single
+# elements of a gradient that cancel between images differ by a few per cent between a fused
+# batch norm on one device and the synchronised one on two workers (on an AVX-512 machine: 2e-5
+# on elements of ~6e-6; whole tensors up to 5.9e-3), which no elementwise rtol separates from a
+# wrong gradient, and a wrong gradient moves the whole tensor (0.6-1.5 in the float64 check).
+# The 1e-7 floor covers the convolution biases in front of batch norm, whose gradient is
+# float32 noise (~5e-12).
+SLOT_TOLERANCE = 2e-2
+
 STAGE1_FLAGS = ['--stage=detection', '--preset=tiny', '--variant=J4', '--weights=none',
                 '--head_batch_norm=false', '--batch_size=4', '--steps_per_epoch=2', '--epochs=1',
                 '--warmup_epochs=0', '--checkpoint_every=1', '--validation_images=2']
@@ -346,8 +358,9 @@ def _assert_same_weights(one: str, workers: str) -> None:
         expected, actual = one.get_tensor(name), workers.get_tensor(name)
         if 'moving_variance' in name:
             np.testing.assert_allclose(actual, expected, rtol=5e-2, err_msg=name)
-        else:
-            np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-7, err_msg=name)
+        else:   # the momentum slots hold raw gradients; see SLOT_TOLERANCE
+            difference = np.linalg.norm(actual - expected) / (np.linalg.norm(expected) + 1e-7)
+            assert difference < SLOT_TOLERANCE, (name, difference)
 
 
 @pytest.fixture(scope='module')

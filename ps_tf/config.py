@@ -383,6 +383,9 @@ class PretrainConfig:
         mixed_precision: as `DetectionConfig.mixed_precision`.
         log_every, checkpoint_every: periods in steps.
         seed: weight initialisation and data order.
+        stage_heads: repeat the attribute heads on C2, C3 and C4 (their global average), so
+            that the stages a re-ID branch shares learn the attributes themselves rather than
+            only what C5's heads need from them.
     """
     dataset: str = 'synthetic_attributes/default'
     batch_size: int = 64
@@ -393,6 +396,7 @@ class PretrainConfig:
     log_every: int = 25
     checkpoint_every: int = 100
     seed: int = 0
+    stage_heads: bool = False
 
 
 # ----------------------------------------------------------------------------- the experiment

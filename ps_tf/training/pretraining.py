@@ -31,7 +31,7 @@ from absl import logging
 from ps_tf import atomic
 from ps_tf.config import PretrainConfig, save_config
 from ps_tf.data import datasets as datasets_lib
-from ps_tf.models.backbone import ResNetPreprocess, resnet50
+from ps_tf.models.backbone import STAGE_OUTPUTS, ResNetPreprocess, resnet50
 from ps_tf.precision import MIXED_PRECISION_POLICIES, resolve_mixed_precision
 from ps_tf.schedules import LinearCosineDecayWithWarmup
 
@@ -39,6 +39,13 @@ WEIGHTS_FILE = 'resnet50.h5'
 ATTRIBUTE_CLASSES = {'upper': 10, 'lower': 8, 'pattern': 4, 'build': 3, 'accessory': 4,
                      'accessory_colour': 5, 'skin': 4, 'hair': 4}
 HEADS = {'person': 2, **ATTRIBUTE_CLASSES}
+# The stages a re-ID branch may share (J2, J3, J4); `stage_heads` supervises them directly.
+SHAREABLE_STAGES = (2, 3, 4)
+
+
+def stage_head_name(stage: int, head: str) -> str:
+    """The output name of `head` on stage C<stage>'s own features (`stage_heads`)."""
+    return f'C{stage}_{head}'
 
 
 def weights_path(output_dir: str) -> str:
@@ -46,18 +53,34 @@ def weights_path(output_dir: str) -> str:
     return os.path.join(output_dir, WEIGHTS_FILE)
 
 
-def build_classifier(precision: str = 'float32') -> tuple[tf.keras.Model, tf.keras.Model]:
+def build_classifier(precision: str = 'float32', stage_heads: bool = False
+                     ) -> tuple[tf.keras.Model, tf.keras.Model]:
     """(classifier, backbone): crops (B, H, W, 3) in [0, 255] -> {head: (B, classes) float32
-    logits}; the backbone is the ResNet-50 inside it."""
+    logits}; the backbone is the ResNet-50 inside it.
+
+    With `stage_heads` the attribute heads are repeated on the global average of C2, C3 and C4
+    (outputs `stage_head_name(k, head)`), so that the stages a re-ID branch shares must encode
+    the attributes themselves: with heads on C5 alone, C1-C3 only need to feed C4-C5, and J3's
+    branch, which replicates C4-C5 from the detector, sees what those early stages keep.
+    """
     previous = tf.keras.mixed_precision.global_policy()
     tf.keras.mixed_precision.set_global_policy(MIXED_PRECISION_POLICIES[precision])
     try:
         backbone = resnet50('none')
+        stages = tf.keras.Model(backbone.input, {
+            k: backbone.get_layer(name).output for k, name in STAGE_OUTPUTS.items()})
         crops = tf.keras.Input(shape=(None, None, 3), name='crops')
-        features = tf.keras.layers.GlobalAveragePooling2D()(
-            backbone(ResNetPreprocess(name='resnet_preprocess')(crops)))
-        logits = {name: tf.keras.layers.Dense(classes, dtype='float32', name=name)(features)
+        outputs = stages(ResNetPreprocess(name='resnet_preprocess')(crops))
+        pooled = {k: tf.keras.layers.GlobalAveragePooling2D(name=f'C{k}_average')(outputs[k])
+                  for k in outputs}
+        logits = {name: tf.keras.layers.Dense(classes, dtype='float32', name=name)(pooled[5])
                   for name, classes in HEADS.items()}
+        if stage_heads:
+            for k in SHAREABLE_STAGES:
+                logits.update({
+                    stage_head_name(k, name): tf.keras.layers.Dense(
+                        classes, dtype='float32', name=stage_head_name(k, name))(pooled[k])
+                    for name, classes in ATTRIBUTE_CLASSES.items()})
         return tf.keras.Model(crops, logits, name='attribute_classifier'), backbone
     finally:
         tf.keras.mixed_precision.set_global_policy(previous)
@@ -108,6 +131,16 @@ def attribute_dataset(name: str, split: str, batch_size: int, training: bool, se
     return dataset.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
 
 
+def with_stage_labels(dataset: tf.data.Dataset, outputs: list[str]) -> tf.data.Dataset:
+    """Adds the labels of the stage heads (`stage_head_name`: the same attribute's label) to
+    `attribute_dataset`'s batches."""
+    extra = {name: name.split('_', 1)[1] for name in outputs if name not in HEADS}
+    if not extra:
+        return dataset
+    return dataset.map(lambda crops, labels: (crops, {
+        **labels, **{name: labels[head] for name, head in extra.items()}}))
+
+
 class _Progress(tf.keras.callbacks.Callback):
     """A progress line every `every` steps (Keras' own bar is off: it floods logs)."""
 
@@ -121,7 +154,8 @@ class _Progress(tf.keras.callbacks.Callback):
         if step % self.every == 0 or step == self.total:
             rate = (step - self.first_step) / max(1e-9, time.perf_counter() - self.started)
             parts = ', '.join(f'{k} {v:.3f}' for k, v in sorted((logs or {}).items())
-                              if k == 'loss' or k.endswith('_accuracy'))
+                              if k == 'loss' or (k.endswith('_accuracy')
+                                                 and not k.startswith('C')))
             print(f'pretrain step {step}/{self.total}: {parts} ({rate:.1f} steps/s)', flush=True)
 
     def on_train_begin(self, logs=None):
@@ -142,20 +176,21 @@ def pretrain_backbone(config: PretrainConfig, output_dir: str,
     save_config(config, output_dir)
     tf.keras.utils.set_random_seed(config.seed)
     precision = resolve_mixed_precision(config.mixed_precision)
-    model, backbone = build_classifier(precision)
+    model, backbone = build_classifier(precision, config.stage_heads)
+    outputs = model.output_names
     schedule = LinearCosineDecayWithWarmup(config.learning_rate, config.steps,
                                            warmup_steps=min(config.warmup_steps,
                                                             config.steps))
     model.compile(optimizer=tf.keras.optimizers.Adam(schedule),
-                  loss={name: masked_cross_entropy for name in HEADS},
-                  metrics={name: [accuracy] for name in HEADS})
+                  loss={name: masked_cross_entropy for name in outputs},
+                  metrics={name: [accuracy] for name in outputs})
     # Slot variables now: a train function that creates them on its first call is traced twice.
     model.optimizer.build(model.trainable_variables)
-    train = attribute_dataset(config.dataset, 'train', config.batch_size,
-                              True, config.seed, data_dir)
-    validation = attribute_dataset(config.dataset, 'validation',
-                                   config.batch_size, False, config.seed,
-                                   data_dir)
+    train = with_stage_labels(attribute_dataset(config.dataset, 'train', config.batch_size,
+                                                True, config.seed, data_dir), outputs)
+    validation = with_stage_labels(attribute_dataset(config.dataset, 'validation',
+                                                     config.batch_size, False, config.seed,
+                                                     data_dir), outputs)
     # One Keras epoch per checkpoint period: BackupAndRestore saves at epoch ends, and a rerun
     # of an interrupted run resumes from the last one (weights, optimizer, step).
     period = max(1, min(config.checkpoint_every, config.steps))
@@ -178,4 +213,13 @@ def pretrain_backbone(config: PretrainConfig, output_dir: str,
                   if k.endswith('_accuracy')}
     print('pretraining validation accuracy: ' + ', '.join(
         f'{k} {v:.3f}' for k, v in sorted(accuracies.items())) + f'; wrote {final}', flush=True)
+    if config.stage_heads:
+        print('mean attribute accuracy of the heads on each stage: ' + ', '.join(
+            f'C{k} {_mean_accuracy(accuracies, f"C{k}_"):.3f}' for k in SHAREABLE_STAGES)
+            + f', C5 {_mean_accuracy(accuracies, ""):.3f}', flush=True)
     return results
+
+
+def _mean_accuracy(accuracies: dict[str, float], prefix: str) -> float:
+    """The mean over `ATTRIBUTE_CLASSES` of the accuracies named `prefix + attribute`."""
+    return sum(accuracies[prefix + name] for name in ATTRIBUTE_CLASSES) / len(ATTRIBUTE_CLASSES)

@@ -57,3 +57,35 @@ def test_interrupted_pretraining_resumes_and_the_detector_starts_from_its_weight
     assert not np.allclose(trunk_conv1.numpy(), fresh)
     # A finished run is not trained again.
     assert pretraining.pretrain_backbone(TINY, str(tmp_path)) == results
+
+
+def test_stage_heads_supervise_the_shareable_stages_with_the_same_labels():
+    model, _ = pretraining.build_classifier('float32', stage_heads=True)
+    expected = {pretraining.stage_head_name(k, name)
+                for k in pretraining.SHAREABLE_STAGES for name in pretraining.ATTRIBUTE_CLASSES}
+    assert expected <= set(model.output_names)
+    assert set(pretraining.HEADS) <= set(model.output_names)
+
+    crops = tf.random.uniform([2, 64, 32, 3], 0, 255)
+    labels = {name: tf.constant([1, -1]) for name in pretraining.HEADS}
+    dataset = pretraining.with_stage_labels(
+        tf.data.Dataset.from_tensors((crops, labels)), model.output_names)
+    _, all_labels = next(iter(dataset))
+    assert set(all_labels) == set(model.output_names)
+    np.testing.assert_array_equal(all_labels['C3_accessory_colour'], labels['accessory_colour'])
+
+    # A C3 head's loss reaches C1-C3 and nothing after them: it supervises J3's shared trunk.
+    with tf.GradientTape() as tape:
+        loss = pretraining.masked_cross_entropy(all_labels['C3_upper'],
+                                                model(crops, training=True)['C3_upper'])
+    variables = {v.name: v for v in model.trainable_variables}
+    gradients = dict(zip(variables, tape.gradient(loss, list(variables.values()))))
+    conv1 = [name for name in variables if 'conv1_conv/kernel' in name][0]
+    conv4 = [name for name in variables if 'conv4_block1_1_conv/kernel' in name][0]
+    assert gradients[conv1] is not None and np.abs(gradients[conv1].numpy()).max() > 0
+    assert gradients[conv4] is None
+
+
+def test_without_stage_heads_only_the_final_heads_exist():
+    model, _ = pretraining.build_classifier('float32')
+    assert set(model.output_names) == set(pretraining.HEADS)

@@ -87,7 +87,11 @@ def test_every_setting_has_its_own_flag_and_former_flags_are_not_flags_now():
     assert config.FORMER_FLAGS['joint_reid_weight'] == 'joint.reid_weight'
     assert config.FORMER_FLAGS['pretrain_steps'] == 'pretrain.steps'
     assert (len(config.RENAMED_SETTINGS['reid']), len(config.RENAMED_SETTINGS['joint']),
-            len(config.RENAMED_SETTINGS['pretrain'])) == (15, 14, 9)
+            len(config.RENAMED_SETTINGS['pretrain'])) == (16, 14, 9)   # 15 prefixed + 1 renamed
+    # Renamed for its meaning: the flag before the sections, and the one after.
+    assert config.RENAMED_SETTINGS['reid']['disjoint_weights'] == 'initial_weights'
+    assert config.FORMER_FLAGS['disjoint_weights'] == 'reid.initial_weights'
+    assert config.FORMER_FLAGS['reid.disjoint_weights'] == 'reid.initial_weights'
 
 
 def test_resolve_applies_the_preset_then_the_file_then_the_flags():

@@ -52,6 +52,9 @@ def test_stage_all_runs_every_stage_and_reports_search_metrics(trained):
     detection = json.loads((model_dir / 'config.json').read_text())
     assert detection['weights'] == str(model_dir / 'pretrain' / 'resnet50.h5')
     assert detection['freeze_shared_trunk'] and pathlib.Path(detection['weights']).exists()
+    # ... and stage 2's replicated stages start from that pretraining, not from the detector.
+    reid = json.loads((model_dir / 'reid' / 'config.json').read_text())
+    assert reid['initial_weights'] == detection['weights']
     results = json.loads((model_dir / 'results.json').read_text())
     for key in ('mAP', 'top1', 'det_ap', 'detection_det_ap', 'total_minutes'):
         assert 0.0 <= results[key] <= (1.0 if key != 'total_minutes' else 60.0), key
@@ -167,6 +170,18 @@ def test_former_flags_are_usage_errors_naming_the_new_flag(tmp_path):
         assert message in result.stderr, result.stderr[-3000:]
     assert 'Unknown command line flag' not in result.stderr
     assert not (tmp_path / 'settings.json').exists()
+
+
+def test_stage2_from_a_missing_pretraining_is_a_usage_error_naming_the_file(tmp_path):
+    result = _run('train.py', '--preset=tiny', '--stage=reid', f'--model_dir={tmp_path}',
+                  '--reid.initial_weights=pretrained', timeout=300)
+    assert result.returncode != 0
+    assert f'{tmp_path}/pretrain/resnet50.h5, which does not exist' in result.stderr, \
+        result.stderr[-3000:]
+    old = _run('train.py', f'--model_dir={tmp_path}', '--reid.disjoint_weights=none',
+               timeout=300)
+    assert '--reid.disjoint_weights is now --reid.initial_weights' in old.stderr, \
+        old.stderr[-3000:]
 
 
 def test_a_settings_file_with_a_former_name_is_a_usage_error_naming_it(tmp_path):

@@ -23,7 +23,7 @@ is the same network for J2, J3 and J4, so one stage-1 run serves all three). `--
 trains the disjoint baseline instead (the paper's Table 1a "Disj."): `features` crops every
 labelled box of the re-ID datasets from the images (256 x 128, uint8), `reid` trains a separate
 ResNet-50 on the crops with the same triplet schedule (initialised from the stage-1 detector's
-ResNet-50, or `--reid.disjoint_weights`), and the model it makes is searched, evaluated and exported
+ResNet-50, or `--reid.initial_weights`), and the model it makes is searched, evaluated and exported
 like a joint one:
 
     python train.py --variant=Disj --model_dir=runs/synthetic_disj                # all stages
@@ -285,6 +285,14 @@ def _run_reid_stage(stage: str, manual_dir, strategy) -> dict:
             return {'pooled_dir': pooled_dir, 'complete': False}
         return {'pooled_dir': pooled_dir, 'num_records': manifest.num_records,
                 'num_identities': len(manifest.identity_map), 'complete': True}
+    if config.initial_weights == config_lib.PRETRAINED_WEIGHTS:
+        weights = pretraining.weights_path(os.path.join(detection_model_dir, 'pretrain'))
+        if not os.path.exists(weights):
+            raise app.UsageError(
+                f'--reid.initial_weights={config_lib.PRETRAINED_WEIGHTS} starts stage 2 from the '
+                f'pretraining the detector started from, {weights}, which does not exist: choose '
+                f"'detector' or a ResNet-50 weights file")
+        config = dataclasses.replace(config, initial_weights=weights)
     metrics = reid.train_reid(config, os.path.join(FLAGS.model_dir, 'reid'), pooled_dir,
                               detection_model_dir, data_dir=FLAGS.data_dir,
                               manual_dir=manual_dir, strategy=strategy)

@@ -5,11 +5,17 @@ Stage 2 is the same for both (docs/architecture.md#stage-2-re-id; the paper's Ta
 row): P x K batches from a pooled-record directory, TFA triplet losses, one schedule, checkpoints.
 Only the records and the network differ:
 
-- J2/J3/J4: ROI-pooled shared maps (e.g. J3: (32, 16, 512) float16); a `ReidBranch`,
-  initialised from the detector's stages after the trunk.
+- J2/J3/J4: ROI-pooled shared maps (e.g. J3: (32, 16, 512) float16); a `ReidBranch`, whose
+  replicated stages start as the detector's stages after the trunk, or as those of another
+  ResNet-50 (`initial_weights`: a weights file such as the run's pretraining, 'imagenet',
+  'none').
 - Disj: ground-truth crops of the padded input image, (256, 128, 3) uint8; a `DisjointEmbedder`
-  (a whole ResNet-50), initialised from the detector's whole ResNet-50 (or `disjoint_weights`:
-  'imagenet', 'none', a weights file).
+  (a whole ResNet-50), initialised from the detector's whole ResNet-50 (or `initial_weights`).
+
+Why the choice: detection training specialises the detector's C4-C5 to tell people from
+background, which is not what tells one person from another. On the synthetic data J3's branch
+searched twice as well started from the pretrained ResNet-50's C4-C5 as from the detector's
+(docs/choices.md#the-re-id-branchs-initial-weights).
 
 Disj crops are cut from the image exactly as `DisjointModel` cuts detections at inference (the
 resized and padded model input, bilinear, 256 x 128), so training and search see the same crops.
@@ -22,11 +28,13 @@ from ps_tf.models.disjoint import DISJOINT, DisjointEmbedder, DisjointModel, \
 from ps_tf.models.joint import JointModel, PersonSearchModel
 from ps_tf.models.reid import SNIPPET_SIZE, ReidBranch, build_reid_branch, copy_detector_stages, \
     pooled_shape
+from ps_tf.models.backbone import split_resnet50
 from ps_tf.models.factory import layers_with_weights
 from ps_tf.models.retinanet import RetinaNetDetector
 
 CROP_DTYPE = 'uint8'
-# 'detector': the embedder's ResNet-50 starts as the stage-1 detector's (trunk + rest).
+# 'detector': stage 2's network starts as the stage-1 detector's stages (Disj: its whole
+# ResNet-50; J2/J3/J4: the stages after the trunk).
 FROM_DETECTOR = 'detector'
 
 
@@ -62,27 +70,31 @@ def copy_detector_resnet(embedder: DisjointEmbedder, detector: RetinaNetDetector
 
 def build_stage2_model(variant: str, detector: RetinaNetDetector, embedding_dim: int,
                        freeze_batch_norm: bool, policy: str,
-                       disjoint_weights: str = FROM_DETECTOR,
+                       initial_weights: str = FROM_DETECTOR,
                        initialise: bool = True) -> ReidBranch | DisjointEmbedder:
     """The network stage 2 trains for `variant`.
 
     Args:
         variant: 'J2', 'J3', 'J4' or 'Disj'.
-        detector: the stage-1 detector (its stages initialise the network).
+        detector: the stage-1 detector (its stages initialise the network by default).
         embedding_dim, freeze_batch_norm, policy: as the stage-2 settings say.
-        disjoint_weights: Disj: 'detector' (default), 'none', 'imagenet' or a ResNet-50 weights
-            file.
+        initial_weights: what the ResNet stages start as: 'detector' (default), or a ResNet-50
+            ('none', 'imagenet' or a weights file) whose matching stages are copied (J*: the
+            ones after the shared stage; Disj: all).
         initialise: False when a checkpoint will be restored over it anyway.
     """
     layout = getattr(detector, 'layout', 'keras')   # the detector's (None when not initialising)
     if variant != DISJOINT:
         branch = build_reid_branch(variant, embedding_dim, freeze_batch_norm, policy, layout)
-        if initialise:
+        if initialise and initial_weights == FROM_DETECTOR:
             copy_detector_stages(branch, detector.rest)
+        elif initialise and initial_weights not in ('none', None, ''):
+            _, rest = split_resnet50(variant, weights=initial_weights, layout=layout)
+            copy_detector_stages(branch, rest)
         return branch
-    weights = disjoint_weights if initialise and disjoint_weights != FROM_DETECTOR else 'none'
+    weights = initial_weights if initialise and initial_weights != FROM_DETECTOR else 'none'
     embedder = build_disjoint_embedder(embedding_dim, weights, freeze_batch_norm, policy, layout)
-    if initialise and disjoint_weights == FROM_DETECTOR:
+    if initialise and initial_weights == FROM_DETECTOR:
         copy_detector_resnet(embedder, detector)
     return embedder
 

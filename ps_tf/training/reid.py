@@ -178,7 +178,7 @@ class ReidTrainer(CheckpointedLoop):
         with self.strategy.scope():
             self.branch: ReidBranch | DisjointEmbedder = stage2.build_stage2_model(
                 self.variant, detector, config.embedding_dim, config.freeze_batch_norm,
-                keras_policy(config.mixed_precision), config.disjoint_weights)
+                keras_policy(config.mixed_precision), config.initial_weights)
             self.optimizer = training_optimizer(tf.keras.optimizers.Adam(self.schedule),
                                                 config.mixed_precision)
             # Slot variables now, so that each phase's train step is traced once, not twice.

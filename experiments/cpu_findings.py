@@ -67,6 +67,8 @@ TRAINING_IMAGES = {'synthetic_person_search/default': 1625,
 # before it started from attribute pretraining with the shared blocks frozen; kept, so that the
 # plan reproduces them.
 DETECTION_TRUNK = ('--weights=none', '--nofreeze_shared_trunk')
+# ... and stage 2 started from the detector's stages (there is no pretraining to start from).
+REID_START = '--reid.initial_weights=detector'
 # Two detection steps at a small learning rate (the preset's 0.02 without warm-up can blow the
 # untrained trunk's maps past float16 on tiny data), float32 pooled features.
 QUICK_TRAIN_FLAGS = ('--image_size=64 --batch_size=2 --epochs=1 --steps_per_epoch=2 '
@@ -142,7 +144,7 @@ def plan(seeds: list[int], variants: list[str], pair_variants: list[str], speed:
                 common = ('--preset=synthetic', f'--variant={variant}',
                           f'--model_dir={{root}}/{base}/reid/{name}',
                           f'--detection_model_dir={detection_dir}', f'--reid.datasets={default}',
-                          '--reid.validation=', f'--reid.seed={seed}')
+                          '--reid.validation=', f'--reid.seed={seed}', REID_START)
                 steps.append(Step(f'{base}/reid/{name}:features', step_runner.TRAIN,
                                   ('--stage=features',) + common))
                 steps.append(Step(f'{base}/reid/{name}:reid', step_runner.TRAIN,

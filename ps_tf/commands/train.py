@@ -285,14 +285,10 @@ def _run_reid_stage(stage: str, manual_dir, strategy) -> dict:
             return {'pooled_dir': pooled_dir, 'complete': False}
         return {'pooled_dir': pooled_dir, 'num_records': manifest.num_records,
                 'num_identities': len(manifest.identity_map), 'complete': True}
-    if config.initial_weights == config_lib.PRETRAINED_WEIGHTS:
-        weights = pretraining.weights_path(os.path.join(detection_model_dir, 'pretrain'))
-        if not os.path.exists(weights):
-            raise app.UsageError(
-                f'--reid.initial_weights={config_lib.PRETRAINED_WEIGHTS} starts stage 2 from the '
-                f'pretraining the detector started from, {weights}, which does not exist: choose '
-                f"'detector' or a ResNet-50 weights file")
-        config = dataclasses.replace(config, initial_weights=weights)
+    try:   # train_reid resolves it too; here a missing file is a usage error, not a traceback
+        reid.resolve_initial_weights(config.initial_weights, detection_model_dir)
+    except FileNotFoundError as error:
+        raise app.UsageError(str(error)) from error
     metrics = reid.train_reid(config, os.path.join(FLAGS.model_dir, 'reid'), pooled_dir,
                               detection_model_dir, data_dir=FLAGS.data_dir,
                               manual_dir=manual_dir, strategy=strategy)

@@ -31,6 +31,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import time
@@ -38,7 +39,7 @@ import time
 import tensorflow as tf
 from absl import logging
 
-from ps_tf.config import ReidConfig, save_config
+from ps_tf.config import PRETRAINED_WEIGHTS, ReidConfig, save_config
 from ps_tf.data.identity_sampler import (IdentityBalancedSampler, choose_reader,
                                          gather_features, identity_balanced_dataset,
                                          load_pooled_set, pooled_set_bytes, record_id_dataset)
@@ -53,7 +54,7 @@ from ps_tf.models.retinanet import RetinaNetDetector
 from ps_tf.precision import (keras_policy, resolve_mixed_precision, scaled_loss, training_optimizer,
                              unscaled_gradients)
 from ps_tf.schedules import LinearCosineDecayWithWarmup, PhasedSchedule
-from ps_tf.training import distribution
+from ps_tf.training import distribution, pretraining
 from ps_tf.training.loop import CheckpointedLoop, validate_search
 
 
@@ -366,6 +367,24 @@ class ReidTrainer(CheckpointedLoop):
                                resize_mode=self.resize_mode, write=self.is_chief)
 
 
+def resolve_initial_weights(initial_weights: str, detection_model_dir: str) -> str:
+    """`reid.initial_weights` with 'pretrained' replaced by the pretraining the detector in
+    `detection_model_dir` started from (`<detection_model_dir>/pretrain/resnet50.h5`).
+
+    Raises:
+        FileNotFoundError: 'pretrained', and the detector's run has no pretraining.
+    """
+    if initial_weights != PRETRAINED_WEIGHTS:
+        return initial_weights
+    path = pretraining.weights_path(os.path.join(detection_model_dir, 'pretrain'))
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"reid.initial_weights='{PRETRAINED_WEIGHTS}' starts stage 2 from the pretraining "
+            f"the detector started from, {path}, which does not exist: choose 'detector' or a "
+            'ResNet-50 weights file')
+    return path
+
+
 def train_reid(config: ReidConfig, output_dir: str, pooled_dir: str,
                detection_model_dir: str | None = None, data_dir: str | None = None,
                manual_dir=None, strategy: tf.distribute.Strategy | None = None
@@ -376,6 +395,8 @@ def train_reid(config: ReidConfig, output_dir: str, pooled_dir: str,
     manifest = pooled_manifest.read_manifest(pooled_dir)
     checkpoint = manifest.source_checkpoint
     detection_model_dir = detection_model_dir or os.path.dirname(os.path.dirname(checkpoint))
+    config = dataclasses.replace(config, initial_weights=resolve_initial_weights(
+        config.initial_weights, detection_model_dir))
     with (strategy or tf.distribute.get_strategy()).scope():
         detector, detection_config, _ = restore_detector(
             detection_model_dir, checkpoint,

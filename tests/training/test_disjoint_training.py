@@ -82,7 +82,7 @@ def test_disjoint_embedder_trains_one_step_per_phase_and_loads_back(
         config_lib.PRESETS['synthetic'].reid, embedding_dim=8, identities_per_batch=2,
         samples_per_identity=2, semi_hard_epochs=1, hard_epochs=1, steps_per_epoch=1,
         validation=DATASET, log_every=1, checkpoint_every=1,
-        mixed_precision='float32')
+        mixed_precision='float32', initial_weights='detector')
     output_dir = str(tmp_path / 'reid')
     trainer = reid_training.ReidTrainer(config, output_dir, pooled_dir, detector, IMAGE,
                                         data_dir=tiny_synthetic_data_dir)

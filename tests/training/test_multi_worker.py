@@ -382,7 +382,8 @@ def test_two_workers_train_stage2_as_one_process_does_and_resume(pooled_run, tmp
     # P x K = 2 x 2: each worker holds one identity, so its own share has no negative at all;
     # the mining sees the whole batch. Flips are drawn per global batch.
     flags = ['--stage=reid', '--preset=tiny', f'--detection_model_dir={detection_dir}',
-             '--reid.validation=', '--reid.flip', '--reid.checkpoint_every=1']
+             '--reid.validation=', '--reid.flip', '--reid.checkpoint_every=1',
+             '--reid.initial_weights=detector']   # the fixture's detector has no pretraining
     runs = {}
     for name, strategy in (('one', ['--strategy=one_device']),
                            ('mirrored', ['--strategy=mirrored', '--num_cpu_devices=2']),

@@ -32,7 +32,8 @@ def pooled_run(tmp_path_factory, tiny_synthetic_data_dir):
 def _config(**overrides) -> config_lib.ReidConfig:
     settings = dict(embedding_dim=8, identities_per_batch=2, samples_per_identity=2,
                     semi_hard_epochs=1, hard_epochs=1, steps_per_epoch=1,
-                    validation='', log_every=1, checkpoint_every=1)
+                    validation='', log_every=1, checkpoint_every=1,
+                    initial_weights='detector')   # these runs have no pretraining
     return dataclasses.replace(config_lib.PRESETS['synthetic'].reid, **{**settings, **overrides})
 
 

@@ -55,6 +55,9 @@ def test_stage_all_runs_every_stage_and_reports_search_metrics(trained):
     # ... and stage 2's replicated stages start from that pretraining, not from the detector.
     reid = json.loads((model_dir / 'reid' / 'config.json').read_text())
     assert reid['initial_weights'] == detection['weights']
+    # The pretraining supervised the shareable stages too (the preset's `stage_heads`).
+    pretrained = json.loads((model_dir / 'pretrain' / 'results.json').read_text())
+    assert {'C3_upper_accuracy', 'C4_pattern_accuracy', 'upper_accuracy'} <= set(pretrained)
     results = json.loads((model_dir / 'results.json').read_text())
     for key in ('mAP', 'top1', 'det_ap', 'detection_det_ap', 'total_minutes'):
         assert 0.0 <= results[key] <= (1.0 if key != 'total_minutes' else 60.0), key

@@ -16,7 +16,10 @@ TensorFlow Model Garden's ResNet-50 v1.5, `ps_tf.models.garden`, whose COCO Reti
 from __future__ import annotations
 
 import os
+from typing import Mapping
 
+import h5py
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -82,7 +85,7 @@ def resnet50(weights: str = 'none', freeze_batch_norm: bool = False) -> tf.keras
     if keras_weights is None and weights not in ('none', None, ''):
         try:
             model.load_weights(weights)
-        except (ValueError, tf.errors.OpError) as error:
+        except (ValueError, OSError, tf.errors.OpError) as error:   # OSError: not HDF5
             raise ValueError(f'{weights}: not ResNet-50 (include_top=False) weights: {error}') \
                 from error
         logging.info('loaded ResNet-50 weights from %s', weights)
@@ -91,6 +94,58 @@ def resnet50(weights: str = 'none', freeze_batch_norm: bool = False) -> tf.keras
             if isinstance(layer, tf.keras.layers.BatchNormalization):
                 layer.trainable = False
     return model
+
+
+def is_weights_file(path: str) -> bool:
+    """True when `path` is a Keras HDF5 weights file (what `Model.save_weights('*.h5')` and the
+    pretraining stage write), which `read_weights_file` reads without building a model."""
+    return os.path.isfile(path) and h5py.is_hdf5(path)
+
+
+def read_weights_file(path: str) -> dict[str, list[np.ndarray]]:
+    """Layer name -> weight arrays (in the layer's own order) of a Keras HDF5 weights file.
+
+    Why not `load_weights` on a fresh ResNet-50: stage 2 needs only the stages after the shared
+    one, and building a second ResNet-50 only to copy them costs seconds, more under a
+    distribution strategy's scope.
+
+    Raises:
+        ValueError: the file is not a Keras HDF5 weights file (named).
+    """
+    try:
+        with h5py.File(path, 'r') as file:
+            names = [n.decode() if isinstance(n, bytes) else n for n in file.attrs['layer_names']]
+            weights = {}
+            for name in names:
+                group = file[name]
+                weights[name] = [np.asarray(group[w.decode() if isinstance(w, bytes) else w])
+                                 for w in group.attrs['weight_names']]
+            return weights
+    except (OSError, KeyError) as error:
+        raise ValueError(f'{path}: not a Keras HDF5 weights file ({error})') from error
+
+
+def assign_layer_weights(layers: Mapping[str, tf.keras.layers.Layer],
+                         weights: Mapping[str, list[np.ndarray]], source: str) -> None:
+    """Gives each of `layers` (by name) its arrays from `weights` (`read_weights_file`).
+
+    Raises:
+        ValueError: a layer is missing from `source`, or its weights differ in number or shape
+            (the layer, both shapes and `source` named).
+    """
+    for name, layer in layers.items():
+        if name not in weights:
+            raise ValueError(f'{source} has no weights for layer {name}: not a ResNet-50 of '
+                             'the same layout (include_top=False)?')
+        values = weights[name]
+        if len(values) != len(layer.weights) or any(
+                tuple(v.shape) != tuple(w.shape) for v, w in zip(values, layer.weights)):
+            raise ValueError(f'{source}: layer {name} holds shapes '
+                             f'{[tuple(v.shape) for v in values]}, the model expects '
+                             f'{[tuple(w.shape) for w in layer.weights]}')
+        for variable, value in zip(layer.weights, values):
+            variable.assign(value)
+    logging.info('loaded %d layers\' weights from %s', len(layers), source)
 
 
 def check_layout(layout: str) -> None:

@@ -28,7 +28,8 @@ from ps_tf.models.disjoint import DISJOINT, DisjointEmbedder, DisjointModel, \
 from ps_tf.models.joint import JointModel, PersonSearchModel
 from ps_tf.models.reid import SNIPPET_SIZE, ReidBranch, build_reid_branch, copy_detector_stages, \
     pooled_shape
-from ps_tf.models.backbone import split_resnet50
+from ps_tf.models.backbone import assign_layer_weights, is_weights_file, read_weights_file, \
+    split_resnet50
 from ps_tf.models.factory import layers_with_weights
 from ps_tf.models.retinanet import RetinaNetDetector
 
@@ -68,6 +69,24 @@ def copy_detector_resnet(embedder: DisjointEmbedder, detector: RetinaNetDetector
             destination.assign(value)
 
 
+def copy_stages_from_weights(branch: ReidBranch, variant: str, weights: str,
+                             layout: str) -> None:
+    """Initialises the branch's replicated stages from a ResNet-50 `weights` ('imagenet' or a
+    weights file): an HDF5 file's layers are read directly (`read_weights_file`), anything else
+    through a ResNet-50 built with those weights.
+
+    Raises:
+        FileNotFoundError: no such weights file.
+        ValueError: the weights do not fit the branch's stages (named).
+    """
+    if layout == 'keras' and is_weights_file(weights):
+        assign_layer_weights(layers_with_weights(branch.rest), read_weights_file(weights),
+                             weights)
+        return
+    _, rest = split_resnet50(variant, weights=weights, layout=layout)
+    copy_detector_stages(branch, rest)
+
+
 def build_stage2_model(variant: str, detector: RetinaNetDetector, embedding_dim: int,
                        freeze_batch_norm: bool, policy: str,
                        initial_weights: str = FROM_DETECTOR,
@@ -89,8 +108,7 @@ def build_stage2_model(variant: str, detector: RetinaNetDetector, embedding_dim:
         if initialise and initial_weights == FROM_DETECTOR:
             copy_detector_stages(branch, detector.rest)
         elif initialise and initial_weights not in ('none', None, ''):
-            _, rest = split_resnet50(variant, weights=initial_weights, layout=layout)
-            copy_detector_stages(branch, rest)
+            copy_stages_from_weights(branch, variant, initial_weights, layout)
         return branch
     weights = initial_weights if initialise and initial_weights != FROM_DETECTOR else 'none'
     embedder = build_disjoint_embedder(embedding_dim, weights, freeze_batch_norm, policy, layout)

@@ -56,3 +56,19 @@ def test_a_missing_weights_file_is_named(detector, tmp_path):
     missing = str(tmp_path / 'nothing.h5')
     with pytest.raises(FileNotFoundError, match='nothing.h5'):
         stage2.build_stage2_model('J3', detector, 8, False, 'float32', initial_weights=missing)
+
+
+def test_a_weights_file_of_another_network_is_refused_naming_the_layer(detector, tmp_path):
+    other = tf.keras.Sequential([tf.keras.layers.Dense(3, name='conv4_block1_1_conv',
+                                                       input_shape=(5,))])
+    path = str(tmp_path / 'other.h5')
+    other.save_weights(path)
+    with pytest.raises(ValueError, match=r'other\.h5.*conv4_block1_1_conv|other\.h5 has no '):
+        stage2.build_stage2_model('J3', detector, 8, False, 'float32', initial_weights=path)
+
+
+def test_a_file_that_is_not_hdf5_is_refused_naming_it(detector, tmp_path):
+    path = tmp_path / 'notes.h5'
+    path.write_text('not weights')
+    with pytest.raises(ValueError, match='notes.h5'):
+        stage2.build_stage2_model('J3', detector, 8, False, 'float32', initial_weights=str(path))

@@ -151,7 +151,9 @@ def test_checkpoints_land_on_multiples_of_checkpoint_every(tmp_path, monkeypatch
     assert train(epochs=11) == [7, 9, 11]     # resumed at 7: not 8 (the first step after it)
 
 
-@pytest.mark.slow
+# Two replicas and float16 loss scaling through train.py (about 100 s: float16 has no fast CPU
+# kernels): with the two-worker checks, in CI's experiment phase rather than the suite.
+@pytest.mark.experiment
 def test_two_logical_cpu_devices_train_with_mirrored_strategy_in_float16(
         tiny_synthetic_data_dir, tmp_path):
     model_dir = str(tmp_path / 'run')

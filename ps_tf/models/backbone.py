@@ -16,7 +16,7 @@ TensorFlow Model Garden's ResNet-50 v1.5, `ps_tf.models.garden`, whose COCO Reti
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import h5py
 import numpy as np
@@ -102,8 +102,10 @@ def is_weights_file(path: str) -> bool:
     return os.path.isfile(path) and h5py.is_hdf5(path)
 
 
-def read_weights_file(path: str) -> dict[str, list[np.ndarray]]:
-    """Layer name -> weight arrays (in the layer's own order) of a Keras HDF5 weights file.
+def read_weights_file(path: str, layer_names: Iterable[str]) -> dict[str, list[np.ndarray]]:
+    """Layer name -> weight arrays (in the layer's own order) of the `layer_names` a Keras HDF5
+    weights file holds (the others are not read; a missing one is `assign_layer_weights`' to
+    name).
 
     Why not `load_weights` on a fresh ResNet-50: stage 2 needs only the stages after the shared
     one, and building a second ResNet-50 only to copy them costs seconds, more under a
@@ -112,15 +114,15 @@ def read_weights_file(path: str) -> dict[str, list[np.ndarray]]:
     Raises:
         ValueError: the file is not a Keras HDF5 weights file (named).
     """
+    def text(value):
+        return value.decode() if isinstance(value, bytes) else value
+
     try:
         with h5py.File(path, 'r') as file:
-            names = [n.decode() if isinstance(n, bytes) else n for n in file.attrs['layer_names']]
-            weights = {}
-            for name in names:
-                group = file[name]
-                weights[name] = [np.asarray(group[w.decode() if isinstance(w, bytes) else w])
-                                 for w in group.attrs['weight_names']]
-            return weights
+            stored = {text(name) for name in file.attrs['layer_names']}
+            return {name: [np.asarray(file[name][text(weight)])
+                           for weight in file[name].attrs['weight_names']]
+                    for name in layer_names if name in stored}
     except (OSError, KeyError) as error:
         raise ValueError(f'{path}: not a Keras HDF5 weights file ({error})') from error
 

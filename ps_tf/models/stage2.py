@@ -80,8 +80,8 @@ def copy_stages_from_weights(branch: ReidBranch, variant: str, weights: str,
         ValueError: the weights do not fit the branch's stages (named).
     """
     if layout == 'keras' and is_weights_file(weights):
-        assign_layer_weights(layers_with_weights(branch.rest), read_weights_file(weights),
-                             weights)
+        layers = layers_with_weights(branch.rest)
+        assign_layer_weights(layers, read_weights_file(weights, layers), weights)
         return
     _, rest = split_resnet50(variant, weights=weights, layout=layout)
     copy_detector_stages(branch, rest)

@@ -108,8 +108,8 @@ def read_weights_file(path: str, layer_names: Iterable[str]) -> dict[str, list[n
     name).
 
     Why not `load_weights` on a fresh ResNet-50: stage 2 needs only the stages after the shared
-    one, and building a second ResNet-50 only to copy them costs seconds, more under a
-    distribution strategy's scope.
+    one, and a second ResNet-50 built (under the strategy's scope) only to copy them from is
+    wasted work.
 
     Raises:
         ValueError: the file is not a Keras HDF5 weights file (named).

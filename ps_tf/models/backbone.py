@@ -16,7 +16,7 @@ TensorFlow Model Garden's ResNet-50 v1.5, `ps_tf.models.garden`, whose COCO Reti
 from __future__ import annotations
 
 import os
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import h5py
 import numpy as np
@@ -128,8 +128,10 @@ def read_weights_file(path: str, layer_names: Iterable[str]) -> dict[str, list[n
 
 
 def assign_layer_weights(layers: Mapping[str, tf.keras.layers.Layer],
-                         weights: Mapping[str, list[np.ndarray]], source: str) -> None:
-    """Gives each of `layers` (by name) its arrays from `weights` (`read_weights_file`).
+                         weights: Mapping[str, Sequence[np.ndarray | tf.Variable]],
+                         source: str) -> None:
+    """Gives each of `layers` (by name) its values from `weights`: a file's arrays
+    (`read_weights_file`) or another model's variables.
 
     Raises:
         ValueError: a layer is missing from `source`, or its weights differ in number or shape

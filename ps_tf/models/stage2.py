@@ -51,7 +51,7 @@ def record_dtype(variant: str, pooled_dtype: str) -> str:
 
 def copy_detector_resnet(embedder: DisjointEmbedder, detector: RetinaNetDetector) -> None:
     """Initialises the embedder's ResNet-50 with the detector's (its trunk and rest hold exactly
-    one ResNet-50's layers; matched by Keras layer name).
+    one ResNet-50's layers; matched by Keras layer name, as a weights file's are).
 
     Raises:
         ValueError: the two ResNets' layers or weight shapes differ.
@@ -61,12 +61,8 @@ def copy_detector_resnet(embedder: DisjointEmbedder, detector: RetinaNetDetector
     if set(source) != set(target):
         raise ValueError(f'the detector\'s ResNet-50 layers differ from the embedder\'s: '
                          f'{sorted(set(source) ^ set(target))[:5]}')
-    for name, layer in target.items():
-        for destination, value in zip(layer.weights, source[name].weights):
-            if destination.shape != value.shape:
-                raise ValueError(f'{name}: {value.shape} in the detector, {destination.shape} in '
-                                 f'the embedder')
-            destination.assign(value)
+    assign_layer_weights(target, {name: layer.weights for name, layer in source.items()},
+                         "the detector's ResNet-50")
 
 
 def copy_stages_from_weights(branch: ReidBranch, variant: str, weights: str,

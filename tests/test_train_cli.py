@@ -105,7 +105,9 @@ def test_evaluate_checkpoint_errors_name_the_path(tmp_path, tiny_synthetic_data_
     assert str(tmp_path) in result.stderr and 'train.py' in result.stderr
 
 
-@pytest.mark.slow
+# In CI's experiment phase with the other multi-device checks: 53-111 s of the suite's 10 minutes.
+# Stage 2's replica gradients are checked in the suite (tests/training/test_multi_worker.py).
+@pytest.mark.experiment
 def test_stage2_trains_on_two_logical_cpu_devices(trained, tiny_synthetic_data_dir, tmp_path):
     # Stage 2 alone, from the trained run's stage 1 and pooled features, under MirroredStrategy:
     # each replica gets half of every P x K batch and mines triplets over all of it.

@@ -349,6 +349,10 @@ class JointConfig:
             none).
         log_every, checkpoint_every: periods in steps.
         seed: the image sampler's and the flips' seed.
+        detection_trains_trunk: L_det's gradient (and weight decay) reaches the shared trunk,
+            as in the paper's L. False: it stops at the trunk's maps, whose batch norms keep
+            their statistics, so that only L_reid trains the shared layers, as after a stage 1
+            that kept the trunk frozen (`freeze_shared_trunk`).
     """
     steps: int = 5000
     identities_per_batch: int = 5
@@ -364,6 +368,7 @@ class JointConfig:
     log_every: int = 50
     checkpoint_every: int = 500
     seed: int = 0
+    detection_trains_trunk: bool = True
 
 
 # ----------------------------------------------------------------------------- backbone pretraining

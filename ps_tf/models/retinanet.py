@@ -37,14 +37,22 @@ class RetinaNetDetector(tf.keras.Model):
         self.head = head
         self.detection_generator = detection_generator
 
-    def call(self, images: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:
+    def call(self, images: tf.Tensor, training: bool | None = None,
+             trunk_gradient: bool = True) -> dict[str, tf.Tensor]:
+        """`trunk_gradient=False`: the detection outputs are computed from the trunk's maps
+        through `tf.stop_gradient`, so a loss on them trains the detector's own layers only;
+        `shared_features` is returned without it (joint fine-tuning's
+        `detection_trains_trunk=False`: the re-ID loss alone trains the shared trunk)."""
         shared = self.trunk(images, training=training)
+        shared_features = shared[f'C{self.shared_level}']
+        if not trunk_gradient:
+            shared = {name: tf.stop_gradient(value) for name, value in shared.items()}
         own = self.rest(shared[f'C{self.shared_level}'], training=training)
         stages = {**shared, **own}
         pyramid = self.fpn({k: stages[k] for k in ('C3', 'C4', 'C5')}, training=training)
         class_logits, box_outputs = self.head(pyramid, training=training)
         return {'class_logits': class_logits, 'box_outputs': box_outputs,
-                'shared_features': shared[f'C{self.shared_level}']}
+                'shared_features': shared_features}
 
     def detect(self, images: tf.Tensor, valid_sizes: tf.Tensor | None = None
                ) -> dict[str, tf.Tensor]:

@@ -21,7 +21,10 @@ What it trains, on each batch of full images:
   decay with warm-up) over every trainable variable of the detector (trunk, rest of the ResNet,
   pyramid, head) and of the re-ID branch.
 Gradients: L_det reaches the trunk and the detector's own layers, L_reid the trunk and the re-ID
-branch (`joint_losses`, tested in tests/training/test_joint_finetune.py).
+branch (`joint_losses`, tested in tests/training/test_joint_finetune.py). With
+`joint.detection_trains_trunk=False` L_det (and its weight decay) stops at the trunk's maps and
+the trunk's batch norms keep their statistics, as in a stage 1 that froze the trunk
+(`freeze_shared_trunk`): the shared layers then learn from L_reid alone.
 
 Batches: P identities x K images that show them (`ps_tf.data.identity_images`), every labelled box
 of those images entering the triplet loss with its identity; unlabelled people and ignore regions
@@ -72,7 +75,8 @@ DETECTION_LOSSES = ('class_loss', 'box_loss', 'detection_loss')
 def joint_losses(model: JointModel, images: tf.Tensor, targets: dict[str, tf.Tensor],
                  boxes: tf.Tensor, labels: tf.Tensor, margin: float, reid_weight: float = 1.0,
                  normalize: bool = True, reid_to_trunk: bool = True,
-                 training: bool = True, soft_margin: bool = False) -> dict[str, tf.Tensor]:
+                 training: bool = True, soft_margin: bool = False,
+                 detection_to_trunk: bool = True) -> dict[str, tf.Tensor]:
     """The joint objective of one batch, from one forward pass of the trunk.
 
     Args:
@@ -90,6 +94,8 @@ def joint_losses(model: JointModel, images: tf.Tensor, targets: dict[str, tf.Ten
             pools through `tf.stop_gradient`, as inference and the two-step training do.
         training: run the networks in training mode.
         soft_margin: batch hard with the soft margin (as stage 2's `soft_margin`).
+        detection_to_trunk: let the detection gradient reach the shared trunk; False trains
+            the detector's own layers only (`JointConfig.detection_trains_trunk`).
 
     Returns:
         `class_loss`, `box_loss`, `detection_loss`, `reid_loss`, `total_loss` (scalars), and
@@ -98,7 +104,7 @@ def joint_losses(model: JointModel, images: tf.Tensor, targets: dict[str, tf.Ten
         positives) and the re-ID loss, embeddings and labels the global batch's: the triplets
         are mined over every replica's boxes (`distribution.gather_replicas`).
     """
-    outputs = model.detector(images, training=training)
+    outputs = model.detector(images, training=training, trunk_gradient=detection_to_trunk)
     detection = detection_loss(targets, outputs['class_logits'], outputs['box_outputs'])
     labelled = labels >= 0
     box_image_index = tf.cast(tf.where(labelled)[:, 0], tf.int32)
@@ -115,6 +121,16 @@ def joint_losses(model: JointModel, images: tf.Tensor, targets: dict[str, tf.Ten
             'detection_loss': detection['total_loss'], 'reid_loss': reid,
             'total_loss': detection['total_loss'] + reid_weight * reid,
             'embeddings': embeddings, 'labels': box_labels}
+
+
+def keep_trunk_statistics(trunk: tf.keras.Model) -> None:
+    """Runs the trunk's batch norms in inference mode with fixed statistics and scales, as a
+    trunk frozen in stage 1 ran them: the detector's own layers and the re-ID branch were trained
+    on the trunk's maps normalised so, and a batch of a few full images would re-estimate them.
+    The convolutions stay trainable."""
+    for layer in trunk.submodules:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            layer.trainable = False
 
 
 class JointTrainer(CheckpointedLoop):
@@ -186,6 +202,8 @@ class JointTrainer(CheckpointedLoop):
             float16 = computes_in_float16(joint.detector, joint.reid_branch)
             self.optimizer = training_optimizer(self.optimizer, 'float16' if float16
                                                 else 'float32')
+            if not config.detection_trains_trunk:
+                keep_trunk_statistics(joint.detector.trunk)
             self.variables = (joint.detector.trainable_variables
                               + joint.reid_branch.trainable_variables)
             # Slot variables now, so that the train step is traced once, not twice.
@@ -197,8 +215,11 @@ class JointTrainer(CheckpointedLoop):
         self.synchronized_batch_norms = (
             distribution.synchronize_batch_norm(joint.detector, self.strategy)
             + distribution.synchronize_batch_norm(joint.reid_branch, self.strategy))
-        self._decay_variables = [v for v in joint.detector.trainable_variables
-                                 if 'kernel' in v.name]
+        # Stage 1's weight decay goes with L_det: on the trunk only where L_det trains it.
+        decayed = (joint.detector.trainable_variables if config.detection_trains_trunk else
+                   joint.detector.rest.trainable_variables + joint.detector.fpn.trainable_variables
+                   + joint.detector.head.trainable_variables)
+        self._decay_variables = [v for v in decayed if 'kernel' in v.name]
         self._train_step = None
 
     def dataset(self) -> tf.data.Dataset:
@@ -219,7 +240,8 @@ class JointTrainer(CheckpointedLoop):
             with tf.GradientTape() as tape:
                 losses = joint_losses(self.joint, images, targets, boxes, labels, margin,
                                       config.reid_weight, normalize,
-                                      soft_margin=self.trained_reid.soft_margin)
+                                      soft_margin=self.trained_reid.soft_margin,
+                                      detection_to_trunk=config.detection_trains_trunk)
                 detection = global_batch_share(
                     {k: losses[k] for k in DETECTION_LOSSES}, targets['num_positives'])
                 decay = config.weight_decay * tf.add_n(

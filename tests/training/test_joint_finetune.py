@@ -104,14 +104,16 @@ def test_reid_gradient_reaches_the_trunk_only_when_fine_tuning(trainer, image_in
     def nonzero(gradients):
         return [g is not None and bool(tf.reduce_any(g != 0.0)) for g in gradients]
 
-    for reid_to_trunk in (True, False):
+    for reid_to_trunk, detection_to_trunk in ((True, True), (False, True), (True, False)):
         with tf.GradientTape(persistent=True) as tape:
             losses = joint_finetune.joint_losses(model, tf.constant(images), targets, boxes,
                                                  labels, margin=0.5,
-                                                 reid_to_trunk=reid_to_trunk)
+                                                 reid_to_trunk=reid_to_trunk,
+                                                 detection_to_trunk=detection_to_trunk)
         assert float(losses['reid_loss']) > 0.0 and len(losses['labels']) >= 4
         reid_to = nonzero(tape.gradient(losses['reid_loss'], trunk + detector_only + branch))
-        detection_to = nonzero(tape.gradient(losses['detection_loss'], trunk + branch))
+        detection_to = nonzero(tape.gradient(losses['detection_loss'],
+                                             trunk + detector_only + branch))
         del tape
         reid_to_trunk_found = any(reid_to[:len(trunk)])
         assert any(reid_to[-len(branch):])                            # L_reid trains the branch
@@ -119,7 +121,10 @@ def test_reid_gradient_reaches_the_trunk_only_when_fine_tuning(trainer, image_in
         # Joint fine-tuning: L_reid trains the shared layers; through the stop_gradient of the
         # two-step training and inference, not one of them.
         assert reid_to_trunk_found == reid_to_trunk
-        assert any(detection_to[:len(trunk)]) and not any(detection_to[len(trunk):])
+        # L_det trains the detector's own layers, never the branch, and the shared layers
+        # unless `detection_trains_trunk=False` stops it at their maps.
+        assert any(detection_to[:len(trunk)]) == detection_to_trunk
+        assert any(detection_to[len(trunk):-len(branch)]) and not any(detection_to[-len(branch):])
     # Inference embeds through the stop_gradient too (what `embed_boxes` runs, untraced).
     flat = labels >= 0
     with tf.GradientTape() as tape:
@@ -181,6 +186,34 @@ def test_steps_resume_and_the_loaders_prefer_the_fine_tuned_model(
     # An explicit checkpoint of the fine-tuning is found as such.
     checkpoint = os.path.join(joint_dir, 'checkpoints', 'ckpt-2')
     assert loading.locate_stage2(checkpoint) == (joint_dir, checkpoint)
+
+
+@pytest.mark.slow
+def test_with_detection_kept_off_the_trunk_only_the_reid_loss_moves_it(
+        two_step_run, tiny_synthetic_data_dir, tmp_path, eager):
+    # `detection_trains_trunk=False`: L_reid alone moves the trunk's convolutions; its batch
+    # norms keep their statistics and scales (not trained, not in the weight decay).
+    trainer = joint_finetune.JointTrainer(_config(steps=2, detection_trains_trunk=False),
+                                          os.path.join(two_step_run, 'reid'), str(tmp_path),
+                                          data_dir=tiny_synthetic_data_dir)
+    trunk = trainer.joint.detector.trunk
+    norms = [layer for layer in trunk.submodules
+             if isinstance(layer, tf.keras.layers.BatchNormalization)]
+    norm_weights = [v for layer in norms for v in layer.weights]
+    assert norms and not any(layer.trainable_weights for layer in norms)
+    assert not {id(v) for v in norm_weights} & {id(v) for v in trainer.variables}
+    assert not {id(v) for v in trunk.weights} & {id(v) for v in trainer._decay_variables}
+    assert trainer._decay_variables   # the detector's own kernels keep theirs
+    statistics_before = [v.numpy().copy() for v in norm_weights]
+    convolutions_before = [v.numpy().copy() for v in trunk.trainable_variables]
+    trainer.train()   # 2 steps: the first runs at the warm-up's zero rate
+    assert trainer.step == 2
+    for before, variable in zip(statistics_before, norm_weights):
+        np.testing.assert_array_equal(before, variable.numpy())
+    assert any(not np.array_equal(b, v.numpy())
+               for b, v in zip(convolutions_before, trunk.trainable_variables))
+    saved = json.load(open(tmp_path / 'config.json'))
+    assert saved['detection_trains_trunk'] is False
 
 
 def test_an_unfinished_fine_tuning_is_not_preferred(tmp_path):

@@ -216,10 +216,10 @@ class JointTrainer(CheckpointedLoop):
             distribution.synchronize_batch_norm(joint.detector, self.strategy)
             + distribution.synchronize_batch_norm(joint.reid_branch, self.strategy))
         # Stage 1's weight decay goes with L_det: on the trunk only where L_det trains it.
-        decayed = (joint.detector.trainable_variables if config.detection_trains_trunk else
-                   joint.detector.rest.trainable_variables + joint.detector.fpn.trainable_variables
-                   + joint.detector.head.trainable_variables)
-        self._decay_variables = [v for v in decayed if 'kernel' in v.name]
+        trunk = {id(v) for v in joint.detector.trunk.variables}
+        self._decay_variables = [
+            v for v in joint.detector.trainable_variables
+            if 'kernel' in v.name and (config.detection_trains_trunk or id(v) not in trunk)]
         self._train_step = None
 
     def dataset(self) -> tf.data.Dataset:

@@ -8,9 +8,10 @@ C5), P7 from ReLU(P6), then a batch norm on each output level (epsilon 1e-3).
 Under bfloat16 mixed precision, P6 and P7 are computed in float32: on oneDNN CPUs (TensorFlow
 2.15, measured on Intel AMX and AMD AVX-512 BF16 machines) the bfloat16 filter gradient of a 3x3
 stride-2 convolution over a 1 x 1 map is uninitialised memory, different on every call and up to
-1e16. P6 is 1 x 1 on 64-pixel images, so P7's kernel blew up when the tests trained a
-bfloat16 detector at that size (the tiny preset itself trains in float32). These two maps are the pyramid's smallest (5 x 5 and 3 x 3 at 320 pixels): their
-convolutions are about 1.4 % and 0.06 % of the ResNet-50's multiply-adds there."""
+1e16. P6 is 1 x 1 on 64-pixel images, so P7's kernel blew up when the tests trained a bfloat16
+detector at that size (the tiny preset itself trains in float32). These two maps are the
+pyramid's smallest (5 x 5 and 3 x 3 at 320 pixels): their convolutions are about 1.4 % and
+0.06 % of the ResNet-50's multiply-adds there."""
 
 from __future__ import annotations
 

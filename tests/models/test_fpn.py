@@ -1,7 +1,7 @@
 """The feature pyramid trained in bfloat16 gets float32's gradients, also where P6 is 1 x 1
-(64-pixel images, as in the tests' bfloat16 stage-1 fixture): there oneDNN's bfloat16 filter gradient of P7's strided 3x3
-convolution is uninitialised memory, which blew up P7's kernel in the joint fine-tuning test one
-run in three."""
+(64-pixel images, as in the tests' bfloat16 stage-1 fixture): there oneDNN's bfloat16 filter
+gradient of P7's strided 3x3 convolution is uninitialised memory, which blew up P7's kernel in
+the joint fine-tuning test one run in three."""
 
 import numpy as np
 import tensorflow as tf

@@ -6,9 +6,16 @@ synchronised batch norm, gradients equal to one device's (float64, two logical C
 every interface).
 
 Tolerances (float32; stated here and in docs/scaling.md#multi-worker). The two-worker runs
-(J4, 64 px, every step logged) against one device on the same global batches: every logged
-loss to rtol 1e-4 (measured: within 5e-7), the loss of a resumed stage 2's third step to rtol
-1e-3 (measured 2.4e-5, after two Adam steps), stage 1's weights and optimizer slots after two
+(J4, 64 px, every step logged) against one device on the same global batches: stage 1's losses
+to rtol 1e-4 (measured: within 5e-7); stage 2's first loss, before any update, to rtol 1e-5, its
+second (after one Adam step) to 2e-3, a resumed run's third (after two) to 2e-2. Adam moves a
+parameter by about the learning rate whatever the size of its gradient, so gradient elements
+that cancel between images, whose float32 rounding differs by a few per cent between kernels, move by
++-lr depending on the kernel: two correct one-device runs on one machine, oneDNN's kernels
+against Eigen's (`TF_ENABLE_ONEDNN_OPTS=0`), differ by 2.3e-4 and 1.5e-3 at steps 2 and 3
+(AMD EPYC); two workers against one device by 5.2e-4 and 4e-3 on an Intel Xeon, 5e-7 and 9e-5
+on the AMD one. A wrong resume is far outside: restarting the input at batch 0 instead of 2
+logs 0.102 instead of 0.823 at step 3. Stage 1's weights and optimizer slots after two
 SGD steps by relative norm (`SLOT_TOLERANCE`; elementwise, weights were within 4e-9 on AVX2),
 except the batch norms' moving variances, 5 % (Keras's unfused, synchronised kernel keeps the
 batch's biased variance, the fused one the unbiased: n / (n - 1)).
@@ -399,9 +406,11 @@ def test_two_workers_train_stage2_as_one_process_does_and_resume(pooled_run, tmp
         runs[name] = (_losses(log_dir, 'loss/triplet_semi_hard')
                       + _losses(log_dir, 'loss/triplet_hard'))
     assert len(runs['one']) == 2
-    # Two workers, and two replicas in one process, train as one device does.
-    np.testing.assert_allclose(runs['workers'], runs['one'], rtol=1e-4)
-    np.testing.assert_allclose(runs['mirrored'], runs['one'], rtol=1e-4)
+    # Two workers, and two replicas in one process, train as one device does: the same loss
+    # before any update, then within the float32 noise Adam amplifies (module docstring).
+    for name in ('workers', 'mirrored'):
+        np.testing.assert_allclose(runs[name][0], runs['one'][0], rtol=1e-5, err_msg=name)
+        np.testing.assert_allclose(runs[name][1], runs['one'][1], rtol=2e-3, err_msg=name)
 
     # Resume: one more (hard) step; every worker restores the chief's checkpoint of step 2 and
     # the input restarts at batch 2, as one device's resumed run does.
@@ -414,7 +423,7 @@ def test_two_workers_train_stage2_as_one_process_does_and_resume(pooled_run, tmp
         assert 'step 1/' not in output
     resumed = {name: _resumed_loss(tmp_path / name / 'reid' / 'train')
                for name in ('one', 'workers')}
-    assert resumed['workers'] == pytest.approx(resumed['one'], rel=1e-3)
+    assert resumed['workers'] == pytest.approx(resumed['one'], rel=2e-2)
     assert tf.train.latest_checkpoint(str(tmp_path / 'workers' / 'reid' / 'checkpoints')
                                       ).endswith('ckpt-3')
 

@@ -10,8 +10,8 @@ Tolerances (float32; stated here and in docs/scaling.md#multi-worker). The two-w
 to rtol 1e-4 (measured: within 5e-7); stage 2's first loss, before any update, to rtol 1e-5, its
 second (after one Adam step) to 2e-3, a resumed run's third (after two) to 2e-2. Adam moves a
 parameter by about the learning rate whatever the size of its gradient, so gradient elements
-that cancel between images, whose float32 rounding differs by a few per cent between kernels, move by
-+-lr depending on the kernel: two correct one-device runs on one machine, oneDNN's kernels
+that cancel between images, whose float32 rounding differs by a few per cent between kernels,
+move by +-lr depending on the kernel: two correct one-device runs on one machine, oneDNN's kernels
 against Eigen's (`TF_ENABLE_ONEDNN_OPTS=0`), differ by 2.3e-4 and 1.5e-3 at steps 2 and 3
 (AMD EPYC); two workers against one device by 5.2e-4 and 4e-3 on an Intel Xeon, 5e-7 and 9e-5
 on the AMD one. A wrong resume is far outside: restarting the input at batch 0 instead of 2

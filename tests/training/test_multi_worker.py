@@ -5,20 +5,20 @@ synchronised batch norm, gradients equal to one device's (float64, two logical C
 (in a network namespace whose only interface is loopback: TensorFlow's gRPC server listens on
 every interface).
 
-Tolerances (float32; stated here and in docs/scaling.md#multi-worker). The two-worker runs
-(J4, 64 px, every step logged) against one device on the same global batches: stage 1's losses
-to rtol 1e-4 (measured: within 5e-7); stage 2's first loss, before any update, to rtol 1e-5, its
-second (after one Adam step) to 2e-3, a resumed run's third (after two) to 2e-2. Adam moves a
-parameter by about the learning rate whatever the size of its gradient, so gradient elements
-that cancel between images, whose float32 rounding differs by a few per cent between kernels,
-move by +-lr depending on the kernel: two correct one-device runs on one machine, oneDNN's kernels
-against Eigen's (`TF_ENABLE_ONEDNN_OPTS=0`), differ by 2.3e-4 and 1.5e-3 at steps 2 and 3
-(AMD EPYC); two workers against one device by 5.2e-4 and 4e-3 on an Intel Xeon, 5e-7 and 9e-5
-on the AMD one. A wrong resume is far outside: restarting the input at batch 0 instead of 2
-logs 0.102 instead of 0.823 at step 3. Stage 1's weights and optimizer slots after two
-SGD steps by relative norm (`SLOT_TOLERANCE`; elementwise, weights were within 4e-9 on AVX2),
-except the batch norms' moving variances, 5 % (Keras's unfused, synchronised kernel keeps the
-batch's biased variance, the fused one the unbiased: n / (n - 1)).
+Tolerances (float32; stated here and in docs/scaling.md#multi-worker). The two-worker runs (J4,
+64 px, every step logged) against one device on the same global batches: stage 1's losses to
+rtol 1e-4 (measured: within 5e-7); stage 2's first loss, before any update, to rtol 1e-5, its
+second (after one Adam step) to 2e-3, a resumed run's third (after two) to 2e-2. Adam moves
+parameters by about the learning rate whatever their gradient's size (below), so gradient
+elements that cancel between images, whose float32 rounding differs by a few per cent between
+kernels, move by +-lr depending on the kernel: two correct one-device runs on one machine,
+oneDNN's kernels against Eigen's (`TF_ENABLE_ONEDNN_OPTS=0`), differ by 2.3e-4 and 1.5e-3 at
+steps 2 and 3 (AMD EPYC); two workers against one device by 5.2e-4 and 4e-3 on an Intel Xeon,
+5e-7 and 9e-5 on the AMD one. A wrong resume is far outside: restarting the input at batch 0
+instead of 2 logs 0.102 instead of 0.823 at step 3. Stage 1's weights and optimizer slots after
+two SGD steps by relative norm (`SLOT_TOLERANCE`; elementwise, weights were within 4e-9 on
+AVX2), except the batch norms' moving variances, 5 % (Keras's unfused, synchronised kernel keeps
+the batch's biased variance, the fused one the unbiased: n / (n - 1)).
 Stage 2's weights are not compared: Adam's first step moves every parameter by about the
 learning rate whatever the size of its gradient, so the convolution biases in front of batch
 norm, whose gradient is zero but for float32 noise, move by +-lr at random; their effect on the
